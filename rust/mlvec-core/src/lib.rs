@@ -1,0 +1,13 @@
+//! mlvec-core: the pure-Rust kernels behind mlvec. No Python here; `mlvec-py` binds it.
+//!
+//! - [`maxsim`]: token-wise late-interaction (ColBERT sum-of-max, FILIP mean-of-max) scoring and
+//!   its gradient, over padded or packed variable-length token sets.
+//! - [`threads`]: the process-wide thread pool all parallel kernels run on.
+
+pub mod cpu;
+pub mod error;
+pub mod maxsim;
+pub mod threads;
+pub mod tokens;
+
+pub use error::{Error, Result};

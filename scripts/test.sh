@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command of the README: Rust unit tests of the core crates, then pytest on the Python API.
+# pytest's exit code 5 ("no tests collected") is a failure here, not a success.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test -p mlvec-core -p mlvec-cuda || exit $?
+
+python -m pytest "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "pytest collected no tests: failing" >&2
+    exit 1
+fi
+exit "$rc"
