@@ -94,6 +94,7 @@ fn check_dims<T: Element>(q: &TokenSets<T>, d: &TokenSets<T>) -> Result<()> {
 }
 
 /// Score the pairs chosen by `pairing`. Runs on the [`threads`] pool.
+#[allow(clippy::needless_range_loop)] // the reference loops mirror the math
 pub fn forward<T: Element>(
     q: &TokenSets<T>,
     d: &TokenSets<T>,

@@ -59,7 +59,7 @@ impl<'a, T: Element> TokenSets<'a, T> {
         if dim == 0 {
             return Err(Error::invalid(arg, "embedding dimension must be at least 1"));
         }
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(Error::invalid(
                 arg,
                 format!(
