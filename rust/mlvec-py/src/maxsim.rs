@@ -8,6 +8,8 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArray
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
+type Grads<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>);
+
 type Fwd<'py> = (
     Bound<'py, PyArray1<f32>>,
     Option<Bound<'py, PyArray2<i32>>>,
@@ -137,7 +139,7 @@ pub fn maxsim_backward<'py>(
     q2d_argmax: Option<numpy::PyReadonlyArray2<'py, i32>>,
     grad_d2q: Option<PyReadonlyArray1<'py, f32>>,
     d2q_argmax: Option<numpy::PyReadonlyArray2<'py, i32>>,
-) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>)> {
+) -> PyResult<Grads<'py>> {
     let qa = Floats2::extract("queries", q, bf16)?;
     let da = Floats2::extract("documents", d, bf16)?;
     let (qo, d_o) = (
