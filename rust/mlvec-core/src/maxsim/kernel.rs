@@ -46,20 +46,14 @@ unsafe fn reinterpret<T, U>(xs: &[T]) -> &[U] {
 }
 
 /// Convert rows of `T` to fp32 (`dst.len() == src.len()`).
-fn to_f32<T: Element>(src: &[T], dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
+fn to_f32<T: Element>(isa: Isa, src: &[T], dst: &mut [f32]) {
     match kind::<T>() {
         // SAFETY: T is f32 (checked by TypeId).
         Kind::F32 => dst.copy_from_slice(unsafe { reinterpret::<T, f32>(src) }),
-        // SAFETY: T is f16 (checked by TypeId); half converts with F16C when the CPU has it.
-        Kind::F16 => unsafe { reinterpret::<T, f16>(src) }.convert_to_f32_slice(dst),
-        Kind::Bf16 => {
-            // SAFETY: T is bf16, a transparent wrapper of its u16 bits.
-            let bits = unsafe { reinterpret::<T, u16>(src) };
-            for (d, &b) in dst.iter_mut().zip(bits) {
-                *d = f32::from_bits((b as u32) << 16);
-            }
-        }
+        // SAFETY: T is f16, a transparent wrapper of its u16 bits.
+        Kind::F16 => simd::widen(isa, simd::Half::F16, unsafe { reinterpret::<T, u16>(src) }, dst),
+        // SAFETY: T is bf16, a transparent wrapper of its u16 bits.
+        Kind::Bf16 => simd::widen(isa, simd::Half::Bf16, unsafe { reinterpret::<T, u16>(src) }, dst),
     }
 }
 
@@ -100,7 +94,7 @@ fn pack_query<T: Element>(isa: Isa, q: &TokenSets<T>, qi: usize, bf16_dot: bool)
         let mut row32 = vec![0f32; dim];
         for (c, &i) in out.lanes.iter().enumerate() {
             let (chunk, l) = (c / w, c % w);
-            to_f32(q.row(qs + i as usize), &mut row32);
+            to_f32(isa, q.row(qs + i as usize), &mut row32);
             let base = &mut out.f32s[chunk * dim * w..][..dim * w];
             for (k, &x) in row32.iter().enumerate() {
                 base[k * w + l] = x;
@@ -370,7 +364,7 @@ pub(super) fn forward<T: Element>(
                 if convert {
                     doc.conv.resize(doc.valid.len() * dim, 0.0);
                     for (t, &j) in doc.valid.iter().enumerate() {
-                        to_f32(d.row(ds + j as usize), &mut doc.conv[t * dim..(t + 1) * dim]);
+                        to_f32(isa, d.row(ds + j as usize), &mut doc.conv[t * dim..(t + 1) * dim]);
                     }
                 }
                 let rows = match kind::<T>() {

@@ -343,3 +343,49 @@ fn backward_rejects_out_of_range_argmax() {
     );
     assert!(err.unwrap_err().to_string().contains("q2d_argmax"));
 }
+
+/// Throughput of each kernel variant on cache-resident data (`cargo test --release -p
+/// mlvec-core -- --ignored --nocapture variant_throughput`); prints, asserts nothing.
+#[test]
+#[ignore]
+fn variant_throughput() {
+    let (dim, lq, ld, nd) = (128, 32, 300, 8);
+    let mut rng = Rng(3);
+    let q: Vec<f32> = (0..lq * dim).map(|_| rng.unit()).collect();
+    let d: Vec<f32> = (0..nd * ld * dim).map(|_| rng.unit()).collect();
+    let qo = [0, lq as i64];
+    let d_o: Vec<i64> = (0..=nd).map(|i| (i * ld) as i64).collect();
+    let flops = (2 * lq * ld * nd * dim) as f64;
+    fn time(f: impl Fn()) -> f64 {
+        let mut ts: Vec<f64> = (0..40)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        ts[ts.len() / 4]
+    }
+    crate::threads::set_num_threads(1).unwrap();
+    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
+    let db: Vec<bf16> = d.iter().map(|&x| bf16::from_f32(x)).collect();
+    for isa in simd::available() {
+        let qt = TokenSets::new("q", &q, dim, &qo, None).unwrap();
+        let dt = TokenSets::new("d", &d, dim, &d_o, None).unwrap();
+        let t = time(|| {
+            forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        });
+        let qt = TokenSets::new("q", &qb, dim, &qo, None).unwrap();
+        let dt = TokenSets::new("d", &db, dim, &d_o, None).unwrap();
+        let tb = time(|| {
+            forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        });
+        println!(
+            "{:12} f32 {:6.1} GFLOP/s   bf16 {:6.1} GFLOP/s",
+            isa.name(),
+            flops / t / 1e9,
+            flops / tb / 1e9
+        );
+    }
+}

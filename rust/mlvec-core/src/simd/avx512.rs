@@ -12,57 +12,63 @@ pub const MR: usize = 8;
 const _: () = assert!(MR <= MR_MAX && MR * W <= TILE);
 
 /// Fold the accumulators into the running max/argmax of `step` (and spill them if asked).
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn finish<const NR: usize>(acc: &[[__m512; NR]; MR], step: &mut Step) {
-    if let Some(t) = step.tile.as_deref_mut() {
-        for (r, row) in acc.iter().enumerate() {
-            for (n, &a) in row.iter().enumerate() {
-                // SAFETY: r * W + n * V + 16 <= MR * W <= TILE.
-                unsafe { _mm512_storeu_ps(t.as_mut_ptr().add(r * W + n * V), a) };
-            }
-        }
-    }
-    for n in 0..NR {
-        let qm = &mut step.qmax[n * V..n * V + V];
-        // SAFETY: `qm` holds V floats.
-        let mut m = unsafe { _mm512_loadu_ps(qm.as_ptr()) };
-        match step.qarg.as_deref_mut() {
-            None => {
-                for (r, row) in acc.iter().enumerate() {
-                    if r < step.mr {
-                        // max_ps(s, m) is `s > m ? s : m`, the reference's update.
-                        m = if r == 0 && step.first {
-                            row[n]
-                        } else {
-                            _mm512_max_ps(row[n], m)
-                        };
-                    }
+/// A macro, not a function: the accumulators must stay in registers through the k loop,
+/// which a call taking their address would prevent.
+macro_rules! finish {
+    ($acc:expr, $step:expr, $NR:expr) => {{
+        let acc = &$acc;
+        let step: &mut Step = $step;
+        let nr_vecs: usize = $NR;
+
+        if let Some(t) = step.tile.as_deref_mut() {
+            for (r, row) in acc.iter().enumerate() {
+                for (n, &a) in row.iter().enumerate() {
+                    // SAFETY: r * W + n * V + 16 <= MR * W <= TILE.
+                    unsafe { _mm512_storeu_ps(t.as_mut_ptr().add(r * W + n * V), a) };
                 }
             }
-            Some(qa) => {
-                let qa = &mut qa[n * V..n * V + V];
-                // SAFETY: `qa` holds V i32.
-                let mut a = unsafe { _mm512_loadu_si512(qa.as_ptr().cast()) };
-                for (r, row) in acc.iter().enumerate() {
-                    if r < step.mr {
-                        // Strictly greater keeps the first row on ties (rows come in order).
-                        let k = if r == 0 && step.first {
-                            0xffff
-                        } else {
-                            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(row[n], m)
-                        };
-                        m = _mm512_mask_blend_ps(k, m, row[n]);
-                        a = _mm512_mask_blend_epi32(k, a, _mm512_set1_epi32(step.jloc[r]));
+        }
+        for n in 0..nr_vecs {
+            let qm = &mut step.qmax[n * V..n * V + V];
+            // SAFETY: `qm` holds V floats.
+            let mut m = unsafe { _mm512_loadu_ps(qm.as_ptr()) };
+            match step.qarg.as_deref_mut() {
+                None => {
+                    for (r, row) in acc.iter().enumerate() {
+                        if r < step.mr {
+                            // max_ps(s, m) is `s > m ? s : m`, the reference's update.
+                            m = if r == 0 && step.first {
+                                row[n]
+                            } else {
+                                _mm512_max_ps(row[n], m)
+                            };
+                        }
                     }
                 }
-                // SAFETY: as above.
-                unsafe { _mm512_storeu_si512(qa.as_mut_ptr().cast(), a) };
+                Some(qa) => {
+                    let qa = &mut qa[n * V..n * V + V];
+                    // SAFETY: `qa` holds V i32.
+                    let mut a = unsafe { _mm512_loadu_si512(qa.as_ptr().cast()) };
+                    for (r, row) in acc.iter().enumerate() {
+                        if r < step.mr {
+                            // Strictly greater keeps the first row on ties (rows come in order).
+                            let k = if r == 0 && step.first {
+                                0xffff
+                            } else {
+                                _mm512_cmp_ps_mask::<_CMP_GT_OQ>(row[n], m)
+                            };
+                            m = _mm512_mask_blend_ps(k, m, row[n]);
+                            a = _mm512_mask_blend_epi32(k, a, _mm512_set1_epi32(step.jloc[r]));
+                        }
+                    }
+                    // SAFETY: as above.
+                    unsafe { _mm512_storeu_si512(qa.as_mut_ptr().cast(), a) };
+                }
             }
+            // SAFETY: as above.
+            unsafe { _mm512_storeu_ps(qm.as_mut_ptr(), m) };
         }
-        // SAFETY: as above.
-        unsafe { _mm512_storeu_ps(qm.as_mut_ptr(), m) };
-    }
+    }};
 }
 
 #[target_feature(enable = "avx512f")]
@@ -82,7 +88,7 @@ fn tile_f32_nr<const NR: usize>(q: *const f32, dim: usize, rows: &[*const f32; M
             }
         }
     }
-    finish(&acc, step);
+    finish!(acc, step, NR);
 }
 
 /// fp32 tile; `nr` is 1 or 2 vectors of query lanes.
@@ -119,7 +125,7 @@ fn tile_bf16_nr<const NR: usize>(q: *const u16, dim2: usize, rows: &[*const u16;
             }
         }
     }
-    finish(&acc, step);
+    finish!(acc, step, NR);
 }
 
 /// bfloat16 tile with `vdpbf16ps`: pairs of dimensions per instruction, fp32 accumulation.
@@ -132,5 +138,48 @@ pub unsafe fn tile_bf16(q: *const u16, dim2: usize, rows: &[*const u16; MR_MAX],
         tile_bf16_nr::<1>(q, dim2, rows, step)
     } else {
         tile_bf16_nr::<2>(q, dim2, rows, step)
+    }
+}
+
+/// bfloat16 bits to fp32 (a 16-bit shift), 16 at a time.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `dst.len() == src.len()`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn widen_bf16(src: &[u16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n for both buffers.
+        unsafe {
+            let v = _mm256_loadu_si256(src.as_ptr().add(i).cast());
+            let w = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(v));
+            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_castsi512_ps(w));
+        }
+        i += 16;
+    }
+    for j in i..n {
+        dst[j] = f32::from_bits((src[j] as u32) << 16);
+    }
+}
+
+/// float16 bits to fp32 (`vcvtph2ps`), 16 at a time.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `dst.len() == src.len()`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn widen_f16(src: &[u16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n for both buffers.
+        unsafe {
+            let v = _mm256_loadu_si256(src.as_ptr().add(i).cast());
+            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_cvtph_ps(v));
+        }
+        i += 16;
+    }
+    for j in i..n {
+        dst[j] = half::f16::from_bits(src[j]).to_f32();
     }
 }
