@@ -122,6 +122,9 @@ enum DocRows<'a> {
     Converted(&'a [f32]),
     /// bf16 bits read in place for the paired-dot-product kernel.
     InPlace16(&'a [u16], usize),
+    /// f16/bf16 bits widened `MR` rows at a time into an L1-sized buffer, just before their
+    /// tile: used when a document meets a single query, so the widened copy never leaves L1.
+    Widen(&'a [u16], usize, simd::Half),
 }
 
 /// Scratch reused across the pairs of one work unit.
@@ -131,6 +134,8 @@ struct Scratch {
     dmax: Vec<f32>,
     darg: Vec<i32>,
     tile: Box<[f32; TILE]>,
+    /// `MR_MAX` widened document rows for [`DocRows::Widen`].
+    rows: Vec<f32>,
 }
 
 /// Results of one pair, written into the caller's output rows.
@@ -193,6 +198,14 @@ fn score_pair(
                     let p =
                         std::array::from_fn(|r| base[(s + jloc[r.min(mr - 1)] as usize) * dim..].as_ptr());
                     ([std::ptr::null(); MR_MAX], p)
+                }
+                DocRows::Widen(bits, s, half) => {
+                    sc.rows.resize(MR_MAX * dim, 0.0);
+                    for r in 0..mr {
+                        let src = &bits[(s + jloc[r] as usize) * dim..][..dim];
+                        simd::widen(isa, *half, src, &mut sc.rows[r * dim..(r + 1) * dim]);
+                    }
+                    (ptr32(&sc.rows, 0), [std::ptr::null(); MR_MAX])
                 }
             };
             for c in 0..chunks {
@@ -341,26 +354,35 @@ pub(super) fn forward<T: Element>(
                     .collect()
             }
         };
-        units.into_par_iter().for_each(|(qr, dr)| {
-            let mut sc = Scratch {
+        // Scratch (incl. the widened copy of a document, ~150 KB) is reused across the units a
+        // worker runs: allocating it per unit costs page faults and zeroing on every unit.
+        let init = || {
+            let sc = Scratch {
                 qmax: Vec::new(),
                 qarg: Vec::new(),
                 dmax: Vec::new(),
                 darg: Vec::new(),
                 tile: Box::new([0f32; TILE]),
+                rows: Vec::new(),
             };
-            let mut doc = PreparedDoc {
+            let doc = PreparedDoc {
                 valid: Vec::new(),
                 len: 0,
                 conv: Vec::new(),
             };
+            (sc, doc)
+        };
+        units.into_par_iter().for_each_init(init, |(sc, doc), (qr, dr)| {
             for di in dr.clone() {
                 let (ds, dl) = d.span(di);
                 doc.valid.clear();
                 doc.valid
                     .extend((0..dl).filter(|&j| d.valid(ds + j)).map(|j| j as i32));
                 doc.len = dl;
-                let convert = kind::<T>() != Kind::F32 && !bf16_dot;
+                // A document that meets one query here is widened tile by tile (in L1); one that
+                // meets a block of queries is widened once, whole.
+                let single = pairing == Pairing::Paired || qr.len() == 1;
+                let convert = kind::<T>() != Kind::F32 && !bf16_dot && !single;
                 if convert {
                     doc.conv.resize(doc.valid.len() * dim, 0.0);
                     for (t, &j) in doc.valid.iter().enumerate() {
@@ -373,6 +395,14 @@ pub(super) fn forward<T: Element>(
                     // SAFETY: T is bf16, a transparent wrapper of its u16 bits.
                     Kind::Bf16 if bf16_dot => {
                         DocRows::InPlace16(unsafe { reinterpret::<T, u16>(d.data()) }, ds)
+                    }
+                    // SAFETY: T is f16 or bf16, transparent wrappers of their u16 bits.
+                    Kind::F16 if single => {
+                        DocRows::Widen(unsafe { reinterpret::<T, u16>(d.data()) }, ds, simd::Half::F16)
+                    }
+                    // SAFETY: as above.
+                    Kind::Bf16 if single => {
+                        DocRows::Widen(unsafe { reinterpret::<T, u16>(d.data()) }, ds, simd::Half::Bf16)
                     }
                     _ => DocRows::Converted(&doc.conv),
                 };
@@ -395,7 +425,7 @@ pub(super) fn forward<T: Element>(
                             d_arg: o_darg.map(|s| s.slice(p * ld_max, ld_max)),
                         }
                     };
-                    score_pair(isa, dim, &packed[qi], &doc, &rows, want, &mut sc, po);
+                    score_pair(isa, dim, &packed[qi], doc, &rows, want, sc, po);
                 }
             }
         });
