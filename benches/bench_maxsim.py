@@ -90,7 +90,9 @@ def einsum_scores(q: torch.Tensor, docs: torch.Tensor, mask: torch.Tensor | None
     return s.max(-1).values.sum(-1)
 
 
-def einsum_chunked(q: torch.Tensor, docs: torch.Tensor, mask: torch.Tensor | None, chunk: int) -> torch.Tensor:
+def einsum_chunked(
+    q: torch.Tensor, docs: torch.Tensor, mask: torch.Tensor | None, chunk: int
+) -> torch.Tensor:
     """All-pairs einsum a few queries at a time, so the `[Nq, Nd, Lq, Ld]` scores fit in memory."""
     return torch.cat([einsum_scores(q[i : i + chunk], docs, mask) for i in range(0, len(q), chunk)])
 

@@ -116,7 +116,7 @@ def test_forward_matches_float64_reference(dtype, paired, masked):
     assert qa.shape == rqa.shape and da.shape == rda.shape
     # Argmaxes are defined where the reference's are, and point at a (near-)maximal score.
     assert np.array_equal(qa < 0, rqa < 0) and np.array_equal(da < 0, rda < 0)
-    for p, (s, qv, dv) in enumerate(sims):
+    for p, (s, _qv, _dv) in enumerate(sims):
         for a in np.flatnonzero(rqa[p] >= 0):
             assert s[a, qa[p, a]] >= s[a].max() - 1e-4 * (1 + abs(s[a].max()))
         for b in np.flatnonzero(rda[p] >= 0):
@@ -224,7 +224,11 @@ def _ok():
 @pytest.mark.parametrize(
     "change, exc, words",
     [
-        (lambda a: a.update(d_offsets=np.array([0, 4, 3], np.int64)), ValueError, ["documents", "non-decreasing"]),
+        (
+            lambda a: a.update(d_offsets=np.array([0, 4, 3], np.int64)),
+            ValueError,
+            ["documents", "non-decreasing"],
+        ),
         (lambda a: a.update(q_offsets=np.array([0, 2, 9], np.int64)), ValueError, ["queries", "outside"]),
         (lambda a: a.update(q_offsets=np.array([-1, 2, 4], np.int64)), ValueError, ["queries", "outside"]),
         (lambda a: a.update(d_mask=np.ones(5, bool)), ValueError, ["documents", "mask"]),

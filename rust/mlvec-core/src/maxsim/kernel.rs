@@ -201,8 +201,8 @@ fn score_pair(
                 }
                 DocRows::Widen(bits, s, half) => {
                     sc.rows.resize(MR_MAX * dim, 0.0);
-                    for r in 0..mr {
-                        let src = &bits[(s + jloc[r] as usize) * dim..][..dim];
+                    for (r, &j) in jloc.iter().enumerate().take(mr) {
+                        let src = &bits[(s + j as usize) * dim..][..dim];
                         simd::widen(isa, *half, src, &mut sc.rows[r * dim..(r + 1) * dim]);
                     }
                     (ptr32(&sc.rows, 0), [std::ptr::null(); MR_MAX])
@@ -238,7 +238,7 @@ fn score_pair(
                 // `dim` elements inside its buffer; qmax/qarg slices hold `w` entries.
                 unsafe { simd::tile(isa, qptr, dim, trows, nr, &mut step) };
                 if want_d {
-                    for r in 0..mr {
+                    for (r, &jr) in jloc.iter().enumerate().take(mr) {
                         let s = &sc.tile[r * w..r * w + lanes_c];
                         // First lane holding the row's max: the reference's first-on-ties.
                         let best = s
@@ -246,7 +246,7 @@ fn score_pair(
                             .copied()
                             .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m });
                         let l = s.iter().position(|&x| x == best).unwrap_or(0);
-                        let j = jloc[r] as usize;
+                        let j = jr as usize;
                         if s[l] > sc.dmax[j] || sc.darg[j] < 0 {
                             sc.dmax[j] = s[l];
                             sc.darg[j] = (c * w + l) as i32;

@@ -23,8 +23,8 @@ impl Rng {
     }
 }
 
-/// Token sets with gaps before, between (never: offsets are contiguous after the first) and
-/// after the sets, optional mask with some all-masked sets.
+/// Token sets with unused rows before and after them, and an optional mask that sometimes
+/// masks a whole set out.
 struct Sets {
     data: Vec<f32>,
     offsets: Vec<i64>,
@@ -57,9 +57,7 @@ fn make_sets(rng: &mut Rng, n: usize, max_len: usize, dim: usize, integer: bool,
         // Mask one whole set out now and then.
         if n > 0 && rng.below(2) == 0 {
             let i = rng.below(n);
-            for r in offsets[i] as usize..offsets[i + 1] as usize {
-                m[r] = false;
-            }
+            m[offsets[i] as usize..offsets[i + 1] as usize].fill(false);
         }
         m
     });
