@@ -387,3 +387,41 @@ fn variant_throughput() {
         );
     }
 }
+
+/// Documents/s of one 32x128 query against 1,000 documents of 300 tokens streamed from memory
+/// (`cargo test --release -p mlvec-core -- --ignored --nocapture streaming_throughput`).
+#[test]
+#[ignore]
+fn streaming_throughput() {
+    let (dim, lq, ld, nd) = (128, 32, 300, 1000);
+    let mut rng = Rng(5);
+    let q: Vec<f32> = (0..lq * dim).map(|_| rng.unit()).collect();
+    let d: Vec<f32> = (0..nd * ld * dim).map(|_| rng.unit()).collect();
+    let db: Vec<bf16> = d.iter().map(|&x| bf16::from_f32(x)).collect();
+    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
+    let qo = [0, lq as i64];
+    let d_o: Vec<i64> = (0..=nd).map(|i| (i * ld) as i64).collect();
+    let (mut t32, mut t16) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        let qt = TokenSets::new("q", &q, dim, &qo, None).unwrap();
+        let dt = TokenSets::new("d", &d, dim, &d_o, None).unwrap();
+        let t = std::time::Instant::now();
+        forward(&qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        t32.push(t.elapsed().as_secs_f64());
+        let qt = TokenSets::new("q", &qb, dim, &qo, None).unwrap();
+        let dt = TokenSets::new("d", &db, dim, &d_o, None).unwrap();
+        let t = std::time::Instant::now();
+        forward(&qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        t16.push(t.elapsed().as_secs_f64());
+    }
+    t32.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t16.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (a, b) = (t32[4], t16[4]);
+    println!(
+        "fp32 {:.0} docs/s ({:.1} GB/s)   bf16 {:.0} docs/s ({:.1} GB/s)",
+        nd as f64 / a,
+        (d.len() * 4) as f64 / a / 1e9,
+        nd as f64 / b,
+        (d.len() * 2) as f64 / b / 1e9
+    );
+}
