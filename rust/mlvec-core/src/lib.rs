@@ -2,11 +2,13 @@
 //!
 //! - [`maxsim`]: token-wise late-interaction (ColBERT sum-of-max, FILIP mean-of-max) scoring and
 //!   its gradient, over padded or packed variable-length token sets.
+//! - [`simd`]: the SIMD micro-kernels (AVX-512, AVX2, portable), chosen at run time.
 //! - [`threads`]: the process-wide thread pool all parallel kernels run on.
 
 pub mod cpu;
 pub mod error;
 pub mod maxsim;
+pub mod simd;
 pub mod threads;
 pub mod tokens;
 

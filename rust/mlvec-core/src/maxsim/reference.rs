@@ -1,99 +1,18 @@
-//! Token-wise late-interaction (MaxSim) scoring and its gradient.
-//!
-//! For a query set `Q` and a document set `D` (valid rows only):
-//! - `q2d = Σ_i max_j <Q_i, D_j>` (ColBERT; divide by the valid query count for FILIP's q→d mean);
-//! - `d2q = Σ_j max_i <Q_i, D_j>` (FILIP's other direction, before its mean).
-//!
-//! A max over no valid rows is −∞ (so a document with no valid tokens scores −∞ against any
-//! query with valid tokens); a sum over no valid rows is 0. Ties pick the first position, as
-//! `torch.max` does, so gradients through the argmax match a torch reference.
+//! The scalar reference kernels: one dot product at a time, a sequential gradient scatter.
+//! Slow but obviously right; the fast kernels are tested against them.
 
+use super::{check_dims, DirectionGrad, Forward, Outputs, Pairing};
 use crate::threads;
 use crate::tokens::{Element, TokenSets};
 use crate::{Error, Result};
 use rayon::prelude::*;
-
-/// Which (query, document) pairs to score.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pairing {
-    /// Every query against every document: `P = nq * nd` pairs, query-major.
-    AllPairs,
-    /// Query `i` against document `i`: `P = n` pairs.
-    Paired,
-}
-
-impl Pairing {
-    fn pairs<T: Element>(self, q: &TokenSets<T>, d: &TokenSets<T>) -> Result<usize> {
-        match self {
-            Pairing::AllPairs => Ok(q.len() * d.len()),
-            Pairing::Paired if q.len() == d.len() => Ok(q.len()),
-            Pairing::Paired => Err(Error::invalid(
-                "documents",
-                format!(
-                    "paired scoring needs as many documents as queries, got {} queries and {} documents",
-                    q.len(),
-                    d.len()
-                ),
-            )),
-        }
-    }
-
-    #[inline]
-    fn split(self, p: usize, nd: usize) -> (usize, usize) {
-        match self {
-            Pairing::AllPairs => (p / nd, p % nd),
-            Pairing::Paired => (p, p),
-        }
-    }
-}
-
-/// What the forward pass should produce beyond `q2d`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Outputs {
-    /// Argmax document position per query token (for the q→d gradient).
-    pub q2d_argmax: bool,
-    /// The d→q sums (FILIP).
-    pub d2q: bool,
-    /// Argmax query position per document token (for the d→q gradient).
-    pub d2q_argmax: bool,
-}
-
-/// Result of [`forward`]. Argmax arrays hold positions local to the set (0-based within the
-/// other side's set), −1 for masked/padding positions or when the other side has no valid row.
-#[derive(Debug, Default)]
-pub struct Forward {
-    /// `[P]` Σ over valid query tokens of the max over valid document tokens.
-    pub q2d: Vec<f32>,
-    /// `[P, lq_max]` when requested.
-    pub q2d_argmax: Option<Vec<i32>>,
-    /// `[P]` Σ over valid document tokens of the max over valid query tokens, when requested.
-    pub d2q: Option<Vec<f32>>,
-    /// `[P, ld_max]` when requested.
-    pub d2q_argmax: Option<Vec<i32>>,
-    pub lq_max: usize,
-    pub ld_max: usize,
-}
 
 #[inline]
 fn dot<T: Element>(a: &[T], b: &[T]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x.to_f32() * y.to_f32()).sum()
 }
 
-fn check_dims<T: Element>(q: &TokenSets<T>, d: &TokenSets<T>) -> Result<()> {
-    if q.dim() != d.dim() {
-        return Err(Error::invalid(
-            "documents",
-            format!(
-                "embedding dimension {} does not match the queries' {}",
-                d.dim(),
-                q.dim()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Score the pairs chosen by `pairing`. Runs on the [`threads`] pool.
+/// Reference forward: the same contract as [`super::forward`].
 #[allow(clippy::needless_range_loop)] // the reference loops mirror the math
 pub fn forward<T: Element>(
     q: &TokenSets<T>,
@@ -190,14 +109,8 @@ pub fn forward<T: Element>(
     Ok(out)
 }
 
-/// Upstream gradients and the argmax positions saved by [`forward`], for one direction.
-pub struct DirectionGrad<'a> {
-    /// `[P]` gradient of the loss with respect to each pair's sum.
-    pub grad: &'a [f32],
-    /// `[P, l_max]` argmax positions from the forward pass.
-    pub argmax: &'a [i32],
-}
-
+/// Reference backward: the same contract as [`super::backward`].
+///
 /// Gradient of `Σ_p g_q2d[p]·q2d[p] + g_d2q[p]·d2q[p]` with respect to the token rows.
 /// Returns `(dq [q.rows() * dim], dd [d.rows() * dim])` in `f32`; rows outside every set or
 /// masked get zero.
@@ -242,7 +155,7 @@ pub fn backward<T: Element>(
             ))
         }
     };
-    // Sequential scatter: simple and deterministic. Optimised kernels may parallelise per set.
+    // Sequential scatter: simple and deterministic.
     for p in 0..p_total {
         let (qi, di) = pairing.split(p, nd);
         let (qs, ql) = q.span(qi);

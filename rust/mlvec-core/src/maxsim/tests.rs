@@ -1,0 +1,427 @@
+//! The fast kernels against the scalar reference, for every kernel variant this CPU runs.
+
+use super::*;
+use crate::simd;
+use half::{bf16, f16};
+use proptest::prelude::*;
+
+/// A small deterministic generator, so one proptest seed describes a whole case.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+/// Token sets with unused rows before and after them, and an optional mask that sometimes
+/// masks a whole set out.
+struct Sets {
+    data: Vec<f32>,
+    offsets: Vec<i64>,
+    mask: Option<Vec<bool>>,
+}
+
+fn make_sets(rng: &mut Rng, n: usize, max_len: usize, dim: usize, integer: bool, masked: bool) -> Sets {
+    let lead = rng.below(3);
+    let mut offsets = vec![lead as i64];
+    for _ in 0..n {
+        let len = match rng.below(6) {
+            0 => 0,
+            1 => 1,
+            _ => rng.below(max_len + 1),
+        };
+        offsets.push(offsets.last().unwrap() + len as i64);
+    }
+    let rows = *offsets.last().unwrap() as usize + rng.below(3);
+    let data = (0..rows * dim)
+        .map(|_| {
+            if integer {
+                rng.below(7) as f32 - 3.0
+            } else {
+                rng.unit()
+            }
+        })
+        .collect();
+    let mask = masked.then(|| {
+        let mut m: Vec<bool> = (0..rows).map(|_| rng.below(4) != 0).collect();
+        // Mask one whole set out now and then.
+        if n > 0 && rng.below(2) == 0 {
+            let i = rng.below(n);
+            m[offsets[i] as usize..offsets[i + 1] as usize].fill(false);
+        }
+        m
+    });
+    Sets { data, offsets, mask }
+}
+
+fn convert<T: Element>(xs: &[f32], f: impl Fn(f32) -> T) -> Vec<T> {
+    xs.iter().map(|&x| f(x)).collect()
+}
+
+const ALL: Outputs = Outputs {
+    q2d_argmax: true,
+    d2q: true,
+    d2q_argmax: true,
+};
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+}
+
+/// Integer-valued inputs: every dot product is exact in every variant, so scores and argmaxes
+/// (first on ties) must agree exactly with the reference.
+fn check_exact<T: Element>(qs: &Sets, ds: &Sets, dim: usize, pairing: Pairing, f: impl Fn(f32) -> T + Copy) {
+    let (qd, dd) = (convert(&qs.data, f), convert(&ds.data, f));
+    let q = TokenSets::new("queries", &qd, dim, &qs.offsets, qs.mask.as_deref()).unwrap();
+    let d = TokenSets::new("documents", &dd, dim, &ds.offsets, ds.mask.as_deref()).unwrap();
+    let want = reference::forward(&q, &d, pairing, ALL);
+    for isa in simd::available() {
+        let got = forward_with(isa, &q, &d, pairing, ALL);
+        match (&want, got) {
+            (Err(_), Err(_)) => {}
+            (Ok(w), Ok(g)) => {
+                let ctx = format!("{} {} {:?} dim {dim}", isa.name(), T::NAME, pairing);
+                assert!(same_bits(&w.q2d, &g.q2d), "q2d {ctx}: {:?} vs {:?}", w.q2d, g.q2d);
+                assert_eq!(w.q2d_argmax, g.q2d_argmax, "q2d_argmax {ctx}");
+                assert!(
+                    same_bits(w.d2q.as_ref().unwrap(), g.d2q.as_ref().unwrap()),
+                    "d2q {ctx}"
+                );
+                assert_eq!(w.d2q_argmax, g.d2q_argmax, "d2q_argmax {ctx}");
+                assert_eq!((w.lq_max, w.ld_max), (g.lq_max, g.ld_max));
+            }
+            (w, g) => panic!(
+                "reference {:?} but {} gave {:?}",
+                w.is_ok(),
+                isa.name(),
+                g.is_ok()
+            ),
+        }
+        // Asking for less gives the same numbers.
+        let only = forward_with(isa, &q, &d, pairing, Outputs::default());
+        if let (Ok(w), Ok(o)) = (&want, only) {
+            assert!(same_bits(&w.q2d, &o.q2d));
+            assert!(o.q2d_argmax.is_none() && o.d2q.is_none() && o.d2q_argmax.is_none());
+        }
+    }
+}
+
+/// Random floats: scores within tolerance, and each argmax points at a score within
+/// tolerance of the maximum (rounding may break near-ties differently).
+fn check_close(qs: &Sets, ds: &Sets, dim: usize, pairing: Pairing) {
+    let q = TokenSets::new("queries", &qs.data, dim, &qs.offsets, qs.mask.as_deref()).unwrap();
+    let d = TokenSets::new("documents", &ds.data, dim, &ds.offsets, ds.mask.as_deref()).unwrap();
+    let Ok(want) = reference::forward(&q, &d, pairing, ALL) else {
+        return;
+    };
+    let tol = 1e-4 * (dim as f32) * 64.0;
+    let close = |a: f32, b: f32| (a == b) || (a - b).abs() <= tol;
+    for isa in simd::available() {
+        let got = forward_with(isa, &q, &d, pairing, ALL).unwrap();
+        for (a, b) in want.q2d.iter().zip(&got.q2d) {
+            assert!(close(*a, *b), "{} q2d {a} vs {b}", isa.name());
+        }
+        for (a, b) in want.d2q.as_ref().unwrap().iter().zip(got.d2q.as_ref().unwrap()) {
+            assert!(close(*a, *b), "{} d2q {a} vs {b}", isa.name());
+        }
+        let (wa, ga) = (
+            want.q2d_argmax.as_ref().unwrap(),
+            got.q2d_argmax.as_ref().unwrap(),
+        );
+        let nd = d.len().max(1);
+        for p in 0..want.q2d.len() {
+            let (qi, di) = pairing.split(p, nd);
+            let (qs0, _) = q.span(qi);
+            let (ds0, _) = d.span(di);
+            for i in 0..want.lq_max {
+                let (a, b) = (wa[p * want.lq_max + i], ga[p * want.lq_max + i]);
+                assert_eq!(a < 0, b < 0, "{} argmax defined-ness", isa.name());
+                if a >= 0 {
+                    let sa = dot(q.row(qs0 + i), d.row(ds0 + a as usize));
+                    let sb = dot(q.row(qs0 + i), d.row(ds0 + b as usize));
+                    assert!(close(sa, sb), "{} argmax {a} ({sa}) vs {b} ({sb})", isa.name());
+                }
+            }
+        }
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The parallel backward adds in the reference's order: bit-identical gradients.
+fn check_backward<T: Element>(
+    qs: &Sets,
+    ds: &Sets,
+    dim: usize,
+    pairing: Pairing,
+    f: impl Fn(f32) -> T + Copy,
+) {
+    let (qd, dd) = (convert(&qs.data, f), convert(&ds.data, f));
+    let q = TokenSets::new("queries", &qd, dim, &qs.offsets, qs.mask.as_deref()).unwrap();
+    let d = TokenSets::new("documents", &dd, dim, &ds.offsets, ds.mask.as_deref()).unwrap();
+    let Ok(fw) = reference::forward(&q, &d, pairing, ALL) else {
+        return;
+    };
+    let p = fw.q2d.len();
+    let g1: Vec<f32> = (0..p).map(|i| 0.5 + i as f32 * 0.37).collect();
+    let g2: Vec<f32> = (0..p).map(|i| 1.25 - i as f32 * 0.11).collect();
+    let (a1, a2) = (fw.q2d_argmax.unwrap(), fw.d2q_argmax.unwrap());
+    for (use1, use2) in [(true, false), (false, true), (true, true)] {
+        let mk = |on: bool, g: &'static str| -> Option<DirectionGrad> {
+            match (on, g) {
+                (false, _) => None,
+                (true, "q2d") => Some(DirectionGrad {
+                    grad: &g1,
+                    argmax: &a1,
+                }),
+                (true, _) => Some(DirectionGrad {
+                    grad: &g2,
+                    argmax: &a2,
+                }),
+            }
+        };
+        let want = reference::backward(&q, &d, pairing, mk(use1, "q2d"), mk(use2, "d2q")).unwrap();
+        let got = backward(&q, &d, pairing, mk(use1, "q2d"), mk(use2, "d2q")).unwrap();
+        assert!(same_bits(&want.0, &got.0), "dq differs");
+        assert!(same_bits(&want.1, &got.1), "dd differs");
+    }
+}
+
+fn case(seed: u64, integer: bool) -> (Sets, Sets, usize) {
+    let mut rng = Rng(seed | 1);
+    let dim = 1 + rng.below(40);
+    let masked = rng.below(2) == 0;
+    let nq = rng.below(4);
+    let nd = rng.below(5);
+    let qs = make_sets(&mut rng, nq, 70, dim, integer, masked);
+    let dm = rng.below(2) == 0;
+    let ds = make_sets(&mut rng, nd, 40, dim, integer, dm);
+    (qs, ds, dim)
+}
+
+fn paired_case(seed: u64, integer: bool) -> (Sets, Sets, usize) {
+    let mut rng = Rng(seed | 1);
+    let dim = 1 + rng.below(40);
+    let n = rng.below(5);
+    let (qm, dm) = (rng.below(2) == 0, rng.below(2) == 0);
+    let qs = make_sets(&mut rng, n, 40, dim, integer, qm);
+    let ds = make_sets(&mut rng, n, 40, dim, integer, dm);
+    (qs, ds, dim)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn exact_on_integers_all_pairs(seed in any::<u64>()) {
+        let (qs, ds, dim) = case(seed, true);
+        check_exact(&qs, &ds, dim, Pairing::AllPairs, |x| x);
+        check_exact(&qs, &ds, dim, Pairing::AllPairs, f16::from_f32);
+        check_exact(&qs, &ds, dim, Pairing::AllPairs, bf16::from_f32);
+    }
+
+    #[test]
+    fn exact_on_integers_paired(seed in any::<u64>()) {
+        let (qs, ds, dim) = paired_case(seed, true);
+        check_exact(&qs, &ds, dim, Pairing::Paired, |x| x);
+        check_exact(&qs, &ds, dim, Pairing::Paired, f16::from_f32);
+        check_exact(&qs, &ds, dim, Pairing::Paired, bf16::from_f32);
+    }
+
+    #[test]
+    fn close_on_random_floats(seed in any::<u64>()) {
+        let (qs, ds, dim) = case(seed, false);
+        check_close(&qs, &ds, dim, Pairing::AllPairs);
+        let (qs, ds, dim) = paired_case(seed, false);
+        check_close(&qs, &ds, dim, Pairing::Paired);
+    }
+
+    #[test]
+    fn backward_matches_reference(seed in any::<u64>()) {
+        let (qs, ds, dim) = case(seed, false);
+        check_backward(&qs, &ds, dim, Pairing::AllPairs, |x| x);
+        check_backward(&qs, &ds, dim, Pairing::AllPairs, bf16::from_f32);
+        let (qs, ds, dim) = paired_case(seed, false);
+        check_backward(&qs, &ds, dim, Pairing::Paired, f16::from_f32);
+    }
+}
+
+#[test]
+fn every_variant_is_exercised_here() {
+    // On the x86-64 machines we build on, at least AVX2 and the portable fallback run.
+    let names: Vec<_> = simd::available().iter().map(|i| i.name()).collect();
+    assert!(names.contains(&"portable"), "{names:?}");
+}
+
+#[test]
+fn large_sets_many_chunks_and_ties() {
+    // 100 query tokens (several chunks of lanes), documents with repeated rows (ties) and
+    // a fully masked document; all-pairs and both directions, every variant.
+    let dim = 33;
+    let mut rng = Rng(7);
+    let mut qs = make_sets(&mut rng, 2, 0, dim, true, false);
+    qs.offsets = vec![0, 100, 130];
+    qs.data = (0..130 * dim).map(|_| rng.below(5) as f32 - 2.0).collect();
+    let mut ds = make_sets(&mut rng, 3, 0, dim, true, true);
+    ds.offsets = vec![0, 50, 53, 90];
+    let base: Vec<f32> = (0..10 * dim).map(|_| rng.below(3) as f32 - 1.0).collect();
+    ds.data = (0..90)
+        .flat_map(|r| base[(r % 10) * dim..(r % 10 + 1) * dim].to_vec())
+        .collect();
+    let mut m = vec![true; 90];
+    m[50..53].fill(false);
+    m[7] = false;
+    ds.mask = Some(m);
+    check_exact(&qs, &ds, dim, Pairing::AllPairs, |x| x);
+    check_exact(&qs, &ds, dim, Pairing::AllPairs, bf16::from_f32);
+    ds.data.truncate(90 * dim);
+    let dim2 = 32;
+    let q2: Vec<f32> = (0..130 * dim2).map(|_| rng.below(5) as f32 - 2.0).collect();
+    let d2: Vec<f32> = (0..90 * dim2).map(|_| rng.below(3) as f32 - 1.0).collect();
+    let qs2 = Sets {
+        data: q2,
+        offsets: qs.offsets.clone(),
+        mask: None,
+    };
+    let ds2 = Sets {
+        data: d2,
+        offsets: ds.offsets.clone(),
+        mask: ds.mask.clone(),
+    };
+    check_exact(&qs2, &ds2, dim2, Pairing::AllPairs, bf16::from_f32);
+    check_exact(&qs2, &ds2, dim2, Pairing::AllPairs, f16::from_f32);
+}
+
+#[test]
+fn infinities_follow_the_reference_first_row_rule() {
+    // A row whose scores are all −∞ still becomes the argmax when it is the first valid row.
+    let dim = 2;
+    let q = [1.0f32, 0.0, 1.0, 0.0];
+    let d = [f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY, 0.0];
+    let qt = TokenSets::new("queries", &q, dim, &[0, 2], None).unwrap();
+    let dt = TokenSets::new("documents", &d, dim, &[0, 2], None).unwrap();
+    let want = reference::forward(&qt, &dt, Pairing::AllPairs, ALL).unwrap();
+    for isa in simd::available() {
+        let got = forward_with(isa, &qt, &dt, Pairing::AllPairs, ALL).unwrap();
+        assert_eq!(want.q2d, got.q2d, "{}", isa.name());
+        assert_eq!(want.q2d_argmax, got.q2d_argmax, "{}", isa.name());
+        assert_eq!(want.d2q_argmax, got.d2q_argmax, "{}", isa.name());
+    }
+}
+
+#[test]
+fn backward_rejects_out_of_range_argmax() {
+    let q = [1.0f32; 4];
+    let d = [1.0f32; 6];
+    let qt = TokenSets::new("queries", &q, 2, &[0, 2], None).unwrap();
+    let dt = TokenSets::new("documents", &d, 2, &[0, 3], None).unwrap();
+    let g = [1.0f32];
+    let bad = [0, 3];
+    let err = backward(
+        &qt,
+        &dt,
+        Pairing::AllPairs,
+        Some(DirectionGrad {
+            grad: &g,
+            argmax: &bad,
+        }),
+        None,
+    );
+    assert!(err.unwrap_err().to_string().contains("q2d_argmax"));
+}
+
+/// Throughput of each kernel variant on cache-resident data (`cargo test --release -p
+/// mlvec-core -- --ignored --nocapture variant_throughput`); prints, asserts nothing.
+#[test]
+#[ignore]
+fn variant_throughput() {
+    let (dim, lq, ld, nd) = (128, 32, 300, 8);
+    let mut rng = Rng(3);
+    let q: Vec<f32> = (0..lq * dim).map(|_| rng.unit()).collect();
+    let d: Vec<f32> = (0..nd * ld * dim).map(|_| rng.unit()).collect();
+    let qo = [0, lq as i64];
+    let d_o: Vec<i64> = (0..=nd).map(|i| (i * ld) as i64).collect();
+    let flops = (2 * lq * ld * nd * dim) as f64;
+    fn time(f: impl Fn()) -> f64 {
+        let mut ts: Vec<f64> = (0..40)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        ts[ts.len() / 4]
+    }
+    crate::threads::set_num_threads(1).unwrap();
+    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
+    let db: Vec<bf16> = d.iter().map(|&x| bf16::from_f32(x)).collect();
+    for isa in simd::available() {
+        let qt = TokenSets::new("q", &q, dim, &qo, None).unwrap();
+        let dt = TokenSets::new("d", &d, dim, &d_o, None).unwrap();
+        let t = time(|| {
+            forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        });
+        let qt = TokenSets::new("q", &qb, dim, &qo, None).unwrap();
+        let dt = TokenSets::new("d", &db, dim, &d_o, None).unwrap();
+        let tb = time(|| {
+            forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        });
+        println!(
+            "{:12} f32 {:6.1} GFLOP/s   bf16 {:6.1} GFLOP/s",
+            isa.name(),
+            flops / t / 1e9,
+            flops / tb / 1e9
+        );
+    }
+}
+
+/// Documents/s of one 32x128 query against 1,000 documents of 300 tokens streamed from memory
+/// (`cargo test --release -p mlvec-core -- --ignored --nocapture streaming_throughput`).
+#[test]
+#[ignore]
+fn streaming_throughput() {
+    let (dim, lq, ld, nd) = (128, 32, 300, 1000);
+    let mut rng = Rng(5);
+    let q: Vec<f32> = (0..lq * dim).map(|_| rng.unit()).collect();
+    let d: Vec<f32> = (0..nd * ld * dim).map(|_| rng.unit()).collect();
+    let db: Vec<bf16> = d.iter().map(|&x| bf16::from_f32(x)).collect();
+    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
+    let qo = [0, lq as i64];
+    let d_o: Vec<i64> = (0..=nd).map(|i| (i * ld) as i64).collect();
+    let (mut t32, mut t16) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        let qt = TokenSets::new("q", &q, dim, &qo, None).unwrap();
+        let dt = TokenSets::new("d", &d, dim, &d_o, None).unwrap();
+        let t = std::time::Instant::now();
+        forward(&qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        t32.push(t.elapsed().as_secs_f64());
+        let qt = TokenSets::new("q", &qb, dim, &qo, None).unwrap();
+        let dt = TokenSets::new("d", &db, dim, &d_o, None).unwrap();
+        let t = std::time::Instant::now();
+        forward(&qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        t16.push(t.elapsed().as_secs_f64());
+    }
+    t32.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t16.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (a, b) = (t32[4], t16[4]);
+    println!(
+        "fp32 {:.0} docs/s ({:.1} GB/s)   bf16 {:.0} docs/s ({:.1} GB/s)",
+        nd as f64 / a,
+        (d.len() * 4) as f64 / a / 1e9,
+        nd as f64 / b,
+        (d.len() * 2) as f64 / b / 1e9
+    );
+}
