@@ -1,5 +1,8 @@
 """mlvec.maxsim / filip_maxsim / rerank against a plain torch float64 reference."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -216,3 +219,14 @@ def test_noncontiguous_input_is_copied_once_and_correct():
     view, _ = _arrays.native_2d(x, "queries")
     assert view.flags.c_contiguous and not np.shares_memory(view, x)
     np.testing.assert_array_equal(view, x)
+
+
+def test_numpy_scoring_does_not_import_torch():
+    code = (
+        "import sys, numpy as np, mlvec\n"
+        "q = np.ones((2, 3, 8), np.float32); d = np.ones((4, 5, 8), np.float32)\n"
+        "mlvec.maxsim(q, d); mlvec.filip_maxsim(q, d); mlvec.rerank(q, d, 2)\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
