@@ -66,7 +66,7 @@ def maxsim_fwd(
     lq_max: int,
     ld_max: int,
     paired: bool,
-    want_q2d_argmax: bool,
+    want_argmax: bool,
     want_d2q: bool,
     check_finite_values: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -80,14 +80,16 @@ def maxsim_fwd(
         lq_max, ld_max: at least the longest query / document (in rows, masked rows included);
             they fix the width of the argmax outputs so that shapes are known before running.
         paired: score query ``i`` against document ``i`` (``nq == nd``) instead of all pairs.
-        want_q2d_argmax: also return the argmax needed for the q2d gradient.
+        want_argmax: also return the argmax positions the backward needs (for ``d2q`` too when
+            ``want_d2q``); without them the outputs cannot be differentiated.
         want_d2q: also compute FILIP's document-to-query sums and their argmax.
         check_finite_values: raise ValueError if a valid token holds NaN or inf.
 
     Returns:
         ``(q2d [P] float32, q2d_argmax [P, lq_max] int32, d2q [P] float32, d2q_argmax [P, ld_max]
         int32)`` with ``P = nq * nd`` (query-major) or ``nq`` when paired; outputs not asked for
-        are empty (``[0]`` / ``[0, 0]``).
+        are empty (``[0]`` / ``[0, 0]``). Argmax positions are local to the other side's set,
+        -1 for padding/masked positions or when the other side has no valid token.
     """
     qa, bf16, qo, qm = _sets(q, q_offsets, q_mask, "queries", "query_offsets")
     da, dbf16, do, dm = _sets(d, d_offsets, d_mask, "documents", "document_offsets")
@@ -103,9 +105,9 @@ def maxsim_fwd(
         dm,
         bf16=bf16,
         paired=paired,
-        q2d_argmax=want_q2d_argmax,
+        q2d_argmax=want_argmax,
         d2q=want_d2q,
-        d2q_argmax=want_d2q,
+        d2q_argmax=want_d2q and want_argmax,
     )
     p = q2d.shape[0]
     return (
@@ -117,14 +119,14 @@ def maxsim_fwd(
 
 
 @maxsim_fwd.register_fake
-def _(q, q_offsets, q_mask, d, d_offsets, d_mask, lq_max, ld_max, paired, want_q2d_argmax, want_d2q, check_finite_values):
+def _(q, q_offsets, q_mask, d, d_offsets, d_mask, lq_max, ld_max, paired, want_argmax, want_d2q, check_finite_values):
     p = _pairs(q_offsets, d_offsets, paired)
     f32, i32 = torch.float32, torch.int32
     return (
         q.new_empty((p,), dtype=f32),
-        q.new_empty((p, lq_max) if want_q2d_argmax else (0, 0), dtype=i32),
+        q.new_empty((p, lq_max) if want_argmax else (0, 0), dtype=i32),
         q.new_empty((p,) if want_d2q else (0,), dtype=f32),
-        q.new_empty((p, ld_max) if want_d2q else (0, 0), dtype=i32),
+        q.new_empty((p, ld_max) if want_d2q and want_argmax else (0, 0), dtype=i32),
     )
 
 
@@ -182,20 +184,19 @@ def _(q, q_offsets, q_mask, d, d_offsets, d_mask, paired, grad_q2d, q2d_argmax, 
 
 
 def _setup_context(ctx, inputs, output):
-    q, q_offsets, q_mask, d, d_offsets, d_mask, _lq, _ld, paired, want_q2d_argmax, want_d2q, _chk = inputs
+    q, q_offsets, q_mask, d, d_offsets, d_mask, _lq, _ld, paired, want_argmax, want_d2q, _chk = inputs
     _, q_arg, _, d_arg = output
     ctx.save_for_backward(q, q_offsets, q_mask, d, d_offsets, d_mask, q_arg, d_arg)
     ctx.paired = paired
-    ctx.has_q2d_argmax = want_q2d_argmax
+    ctx.has_argmax = want_argmax
     ctx.has_d2q = want_d2q
 
 
 def _backward(ctx, g_q2d, _g_qarg, g_d2q, _g_darg):
     q, q_offsets, q_mask, d, d_offsets, d_mask, q_arg, d_arg = ctx.saved_tensors
-    if not ctx.has_q2d_argmax:
-        raise RuntimeError(
-            "mlvec::maxsim_fwd was called with want_q2d_argmax=False, so it cannot be differentiated"
-        )
+    if not ctx.has_argmax:
+        raise RuntimeError("mlvec::maxsim_fwd was called with want_argmax=False, so it cannot be differentiated")
+    use_d2q = ctx.has_d2q and g_d2q is not None
     dq, dd = maxsim_bwd(
         q,
         q_offsets,
@@ -205,9 +206,9 @@ def _backward(ctx, g_q2d, _g_qarg, g_d2q, _g_darg):
         d_mask,
         ctx.paired,
         g_q2d,
-        q_arg,
-        g_d2q if ctx.has_d2q else None,
-        d_arg if ctx.has_d2q else None,
+        q_arg if g_q2d is not None else None,
+        g_d2q if use_d2q else None,
+        d_arg if use_d2q else None,
     )
     return dq, None, None, dd, None, None, None, None, None, None, None, None
 
