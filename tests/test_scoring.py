@@ -230,3 +230,10 @@ def test_numpy_scoring_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_follow_input_type():
+    r = np.arange(3, dtype=np.float32)
+    assert _arrays.follow_input_type(r, np.ones(2)) is r
+    t = _arrays.follow_input_type(r, np.ones(2), torch.ones(2))
+    assert isinstance(t, torch.Tensor) and t.data_ptr() == r.ctypes.data

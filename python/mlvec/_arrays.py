@@ -43,6 +43,16 @@ def dtype_name(x: Any) -> str:
     return str(np.asarray(x).dtype)
 
 
+def follow_input_type(result: np.ndarray, *inputs: Any) -> Any:
+    """Output type follows input type: ``result`` as a CPU torch tensor (sharing its memory) when
+    any of ``inputs`` is a torch tensor, else unchanged."""
+    if any(is_tensor(x) for x in inputs):
+        import torch
+
+        return torch.from_numpy(result)
+    return result
+
+
 def check_device(x: Any, name: str) -> None:
     """Reject tensors that do not live on the CPU with a message that says what to do."""
     if is_tensor(x) and x.device.type != "cpu":
