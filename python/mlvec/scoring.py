@@ -22,7 +22,9 @@ torch tensors are read without copying when C-contiguous (other layouts are copi
 
 **Outputs** follow the inputs: numpy in, numpy out; any torch tensor in, torch out (float32
 scores on the CPU). torch tensors go through the ``mlvec::maxsim_fwd`` custom op, so the scores
-are differentiable (gradients in the input dtype) and work under ``torch.compile``.
+are differentiable (gradients in the input dtype) and work under ``torch.compile``: padded input
+traces into one graph; packed input breaks the graph once, to read the longest set's length from
+the offsets (it sizes the saved argmax positions).
 
 **Empty sets.** Masked tokens never win a max (−∞ semantics, not 0). A document with no valid
 tokens scores −∞ for ColBERT sum-of-max (and for FILIP ``q2d``) against a query with valid
