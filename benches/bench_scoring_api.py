@@ -1,0 +1,77 @@
+"""What the public scoring API costs on top of the native kernel, in one process.
+
+Times, on the same data, ``_native.maxsim_forward`` called directly on packed rows against
+``mlvec.maxsim`` with numpy (padded + mask), with and without the NaN/inf check, with torch
+tensors (the custom op), with torch tensors that require grad (argmax positions kept), and the
+backward pass. Prints medians and the ratio to the direct native call; the API should add little
+beyond the finite check, which is one extra streaming read of the inputs.
+
+    python benches/bench_scoring_api.py            # 1 query x 1000 documents x 300 tokens x 128
+    python benches/bench_scoring_api.py --quick    # a small smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import mlvec
+from mlvec import _native
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--doc-len", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    n_docs, ld, repeat = (50, 64, 3) if args.quick else (args.docs, args.doc_len, args.repeat)
+    dim, lq = 128, 32
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((1, lq, dim)).astype(np.float32)
+    d = rng.standard_normal((n_docs, ld, dim)).astype(np.float32)
+    mask = np.ones((n_docs, ld), dtype=bool)
+    rows, offsets = d.reshape(-1, dim), np.arange(n_docs + 1, dtype=np.int64) * ld
+    q_rows, q_offsets = q.reshape(-1, dim), np.array([0, lq], dtype=np.int64)
+    qt, dt, mt = torch.from_numpy(q), torch.from_numpy(d), torch.from_numpy(mask)
+    qg, dg = qt.clone().requires_grad_(), dt.clone().requires_grad_()
+
+    def backward():
+        mlvec.maxsim(qg, dg, document_mask=mt).sum().backward()
+
+    cases = [
+        ("_native.maxsim_forward (packed)", lambda: _native.maxsim_forward(
+            q_rows, q_offsets, None, rows, offsets, mask.reshape(-1))),
+        ("mlvec.maxsim numpy, check_finite=False", lambda: mlvec.maxsim(
+            q, d, document_mask=mask, check_finite=False)),
+        ("mlvec.maxsim numpy", lambda: mlvec.maxsim(q, d, document_mask=mask)),
+        ("mlvec.maxsim torch", lambda: mlvec.maxsim(qt, dt, document_mask=mt)),
+        ("mlvec.maxsim torch, requires_grad", lambda: mlvec.maxsim(qg, dg, document_mask=mt)),
+        ("forward + backward (torch)", backward),
+    ]
+    print(f"1 query x {lq} tokens vs {n_docs} documents x {ld} tokens, dim {dim}, float32, "
+          f"{mlvec.get_num_threads()} threads; median of {repeat}")
+    base = None
+    for name, fn in cases:
+        ms = median_ms(fn, repeat)
+        base = base or ms
+        print(f"  {name:<40} {ms:9.2f} ms   {ms / base:5.2f}x native   {n_docs / ms * 1e3:12,.0f} docs/s")
+
+
+if __name__ == "__main__":
+    main()
