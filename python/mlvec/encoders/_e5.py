@@ -246,7 +246,7 @@ def build_tokenizer(packed: PackedE5):
     steps += [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
 
     sp = packed.special
-    vocab = [(piece, float(score)) for piece, score in zip(packed.pieces, packed.scores)]
+    vocab = [(piece, float(score)) for piece, score in zip(packed.pieces, packed.scores, strict=True)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
