@@ -52,12 +52,13 @@ class TokenEmbeddings:
     def select(self, ids: Sequence[int] | np.ndarray) -> TokenEmbeddings:
         """The token sets of texts ``ids`` (in that order), packed again."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
+            raise IndexError(f"ids must be in [0, {len(self)}), got range [{ids.min()}, {ids.max()}]")
         lens = self.lengths()[ids]
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
-        if len(ids) == 0:
-            return TokenEmbeddings(self.data[:0].copy(), offsets)
-        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in ids])
+        # Row r of the output comes from row starts[text] + (r - offsets[text]) of the input.
+        rows = np.repeat(self.offsets[ids] - offsets[:-1], lens) + np.arange(offsets[-1])
         return TokenEmbeddings(np.ascontiguousarray(self.data[rows]), offsets)
 
     def padded(self) -> tuple[np.ndarray, np.ndarray]:
@@ -302,13 +303,14 @@ class Encoder(nn.Module):
         Masked-out positions (padding, skipped punctuation) hold zeros.
         """
         batch = self.tokenize(texts, is_query=is_query)
-        h = self._hidden(batch)
+        return self._token_outputs(self._hidden(batch), batch["output_mask"])
+
+    def _token_outputs(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.token_proj is not None:
             h = self.token_proj(h)
         h = h.float()
         if self.normalize:
             h = nn.functional.normalize(h, dim=-1)
-        mask = batch["output_mask"]
         return h * mask.unsqueeze(-1), mask
 
     # ------------------------------------------------------------------ batched inference
@@ -364,10 +366,37 @@ class Encoder(nn.Module):
                 emb, mask = emb.cpu().numpy(), mask.cpu().numpy()
                 for j, i in enumerate(idx):
                     per_text[i] = emb[j][mask[j]]
-        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum([len(x) for x in per_text], out=offsets[1:])
-        data = np.concatenate(per_text) if per_text else np.zeros((0, self.token_dim), np.float32)
-        return TokenEmbeddings(np.ascontiguousarray(data, dtype=np.float32), offsets)
+        return _pack(per_text, self.token_dim)
+
+    def encode_with_tokens(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> tuple[np.ndarray, TokenEmbeddings]:
+        """Pooled ``float32 [n, dim]`` and token-level embeddings of ``texts``, from one encoder pass.
+
+        Equal to ``(encode(texts), encode_tokens(texts))`` at about half the cost; queries with
+        ``query_augment`` need a second pass (the augmented input differs) and get it.
+        """
+        texts = _check_texts(texts)
+        if is_query and self.query_augment:
+            pooled = self.encode(texts, is_query=True, batch_size=batch_size, show_progress=show_progress)
+            return pooled, self.encode_tokens(texts, is_query=True, batch_size=batch_size, show_progress=show_progress)
+        pooled = np.zeros((len(texts), self.dim), np.float32)
+        per_text: list[np.ndarray] = [np.zeros((0, self.token_dim), np.float32)] * len(texts)
+        with torch.no_grad():
+            for idx in self._batches(texts, batch_size, show_progress, "encode"):
+                batch = self.tokenize([texts[i] for i in idx], is_query=is_query)
+                h = self._hidden(batch)
+                pooled[idx] = self.pool(h, batch["attention_mask"]).cpu().numpy()
+                emb, mask = self._token_outputs(h, batch["output_mask"])
+                emb, mask = emb.cpu().numpy(), mask.cpu().numpy()
+                for j, i in enumerate(idx):
+                    per_text[i] = emb[j][mask[j]]
+        return pooled, _pack(per_text, self.token_dim)
 
     def _batches(self, texts: list[str], batch_size: int, show_progress: bool | None, desc: str) -> Iterator[np.ndarray]:
         if batch_size < 1:
@@ -383,6 +412,13 @@ class Encoder(nn.Module):
             yield from tqdm(chunks, desc=desc, unit="batch")
         else:
             yield from chunks
+
+
+def _pack(per_text: list[np.ndarray], dim: int) -> TokenEmbeddings:
+    offsets = np.zeros(len(per_text) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in per_text], out=offsets[1:])
+    data = np.concatenate(per_text) if per_text else np.zeros((0, dim), np.float32)
+    return TokenEmbeddings(np.ascontiguousarray(data, dtype=np.float32), offsets)
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -8,5 +8,31 @@
 """
 
 from mlvec.eval.metrics import evaluate, mrr_at_k, ndcg_at_k, ranked_ids, recall_at_k
+from mlvec.eval.runner import (
+    METHODS,
+    BenchmarkResult,
+    MethodResult,
+    exact_search,
+    format_table,
+    maxsim_rerank,
+    plot,
+    run_benchmark,
+    save_json,
+)
 
-__all__ = ["evaluate", "mrr_at_k", "ndcg_at_k", "ranked_ids", "recall_at_k"]
+__all__ = [
+    "evaluate",
+    "mrr_at_k",
+    "ndcg_at_k",
+    "ranked_ids",
+    "recall_at_k",
+    "METHODS",
+    "BenchmarkResult",
+    "MethodResult",
+    "exact_search",
+    "maxsim_rerank",
+    "run_benchmark",
+    "format_table",
+    "save_json",
+    "plot",
+]
