@@ -254,3 +254,18 @@ def test_e5_is_trainable(e5):
     g = e5.model.encoder.layer[11].output.dense.weight.grad
     assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
     e5.zero_grad()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu(tiny):
+    import copy
+
+    model, tok = tiny
+    cpu_pooled, cpu_toks = Encoder(model, tok).encode_with_tokens(TEXTS)
+    gpu_enc = Encoder(copy.deepcopy(model), tok, device="cuda")
+    assert gpu_enc.device.type == "cuda"
+    pooled, toks = gpu_enc.encode_with_tokens(TEXTS)
+    np.testing.assert_allclose(pooled, cpu_pooled, atol=1e-4)
+    np.testing.assert_array_equal(toks.offsets, cpu_toks.offsets)
+    np.testing.assert_allclose(toks.data, cpu_toks.data, atol=1e-4)
