@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--direction", choices=("both", "en-es", "es-en"), default="both")
     ap.add_argument("--rerank-depth", type=int, default=32, help="exact candidates reranked by MaxSim")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=1, help="timed search repeats (median reported)")
     ap.add_argument("--threads", type=int, default=None, help="threads for torch and mlvec")
     ap.add_argument("--json", help="write all results to this JSON file")
     ap.add_argument("--plot", help="write recall@10 vs queries/s (PNG), first direction")
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
         queries, corpus = getattr(pairs, src), getattr(pairs, dst)
         res = run_benchmark(
             encoder, corpus, queries, [[i] for i in range(len(queries))],
-            ks=(1, 10), rerank_depth=args.rerank_depth, batch_size=args.batch_size,
+            ks=(1, 10), rerank_depth=args.rerank_depth, batch_size=args.batch_size, repeats=args.repeats,
             show_progress=False if args.quiet else None,
             info={"title": f"{src} -> {dst}, {len(pairs)} Bible verses"},
         )
