@@ -86,3 +86,15 @@ def test_bad_input():
         ranked_ids(np.array([[np.nan, 1.0]]), 1)
     with pytest.raises(ValueError, match="queries"):
         mrr_at_k(np.zeros((2, 3)), [[0]], 1)
+
+
+def test_search_benchmark_quick_mode_runs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benches" / "bench_retrieval_search.py"
+    spec = importlib.util.spec_from_file_location("bench_retrieval_search", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.main(["--quick"])  # also asserts the MaxSim rerank equals the numpy reference
+    assert all(qps > 0 for _, _, qps in rows)
