@@ -43,11 +43,38 @@ template <> struct Stage<float> {
     __align__(16) float b[BD][BK + 1];
 };
 
+// Copy one 16-byte vector into a staging row: 16-bit rows are 16-byte aligned (LDK = BK + 8),
+// fp32 rows are padded to an odd stride against bank conflicts, so they take four scalars.
+template <typename T> __device__ __forceinline__ void store16(T* dst, uint4 v) {
+    if constexpr (sizeof(T) == 2) {
+        *reinterpret_cast<uint4*>(dst) = v;
+    } else {
+        const T* s = reinterpret_cast<const T*>(&v);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dst[i] = s[i];
+    }
+}
+
 // Copy rows [row0, row0 + BQ|BD) x cols [k0, k0 + BK) of a row-major [*, dim] matrix into shared
 // memory, zero outside `rows` valid rows and outside `dim`. Zeros add nothing to the dot products.
+// Whole 16-byte vectors when the rows allow it (dim a multiple of the vector, aligned base, a full
+// K step), else element by element.
 template <typename T, int ROWS>
 __device__ __forceinline__ void stage_rows(T (*dst)[Stage<T>::LDK], const T* __restrict__ src, i64 row0,
                                            int rows, int k0, int dim) {
+    constexpr int VEC = 16 / sizeof(T);
+    constexpr int PER_ROW = BK / VEC;
+    const bool vec_ok =
+        dim % VEC == 0 && k0 + BK <= dim && (reinterpret_cast<unsigned long long>(src) & 15ull) == 0;
+    if (vec_ok) {
+        for (int e = threadIdx.x; e < ROWS * PER_ROW; e += TILE_THREADS) {
+            const int r = e / PER_ROW, c = (e % PER_ROW) * VEC;
+            uint4 v = make_uint4(0u, 0u, 0u, 0u);
+            if (r < rows) v = *reinterpret_cast<const uint4*>(src + (row0 + r) * (i64)dim + k0 + c);
+            store16<T>(&dst[r][c], v);
+        }
+        return;
+    }
     for (int e = threadIdx.x; e < ROWS * BK; e += TILE_THREADS) {
         int r = e / BK, c = e % BK;
         T v = zero_of<T>();

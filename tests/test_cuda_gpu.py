@@ -382,3 +382,19 @@ def test_cache_dir_gets_the_cubins(tmp_path, monkeypatch):
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
     assert len(list(tmp_path.glob("*.cubin"))) == 4
     assert mlvec.cuda_available()[0]
+
+
+def test_benchmark_quick_mode_runs(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benches" / "bench_cuda.py"
+    if not bench.exists():
+        pytest.skip("benches/ not present next to the tests")
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(bench), "--quick", "--json", str(out)], check=True, timeout=300)
+    res = json.loads(out.read_text())
+    assert res["rerank"][0]["max_rel_err_vs_fp32"] < 1e-2
+    assert res["training"]["ours_ms"] > 0
