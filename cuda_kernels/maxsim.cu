@@ -7,8 +7,9 @@
 // and with the `_cols` variants also the B->A direction (col_sum, col_arg) in the same pass.
 // Backward takes the argmax of one direction (A rows -> B rows) and adds
 //   dA[a_row] += g[p] * B[b_row],  dB[b_row] += g[p] * A[a_row]
-// into fp32 buffers: `gather` owns A rows (deterministic), `scatter_det` owns B rows
-// (deterministic), `scatter_atomic` adds with atomics, one block per pair (faster, unordered).
+// into fp32 buffers: `gather` owns one A row per block (deterministic), `scatter_det` one B row
+// per block, found by scanning the argmax (deterministic), `scatter_atomic` adds with atomics,
+// one block per pair (summation order varies).
 #include "maxsim_pair.cuh"
 
 #define MAXSIM_FWD_PARAMS                                                                            \
@@ -66,51 +67,51 @@ __device__ __forceinline__ i64 out_index(i64 a, i64 b, i64 na, i64 nb, int paire
     return transpose ? b * na + a : a * nb + b;
 }
 
-// grid (na, ceil(dim / BWD_THREADS)): block owns the rows of A's set `a`, thread a column.
-// Pairs are visited in a fixed order, so the result is deterministic.
+// grid (na, ceil(dim / BWD_THREADS), la_max): block owns row blockIdx.z of A's set blockIdx.x,
+// thread a column. Pairs are visited in a fixed order, so the result is deterministic.
 template <typename T> __device__ void maxsim_bwd_gather_impl(MAXSIM_BWD_PARAMS) {
     const T* B = static_cast<const T*>(b);
     const i64 set = blockIdx.x;
     const int c = blockIdx.y * BWD_THREADS + threadIdx.x;
-    if (c >= dim) return;
+    const int i = blockIdx.z;
     const i64 as = a_off[set];
     const int la = (int)(a_off[set + 1] - as);
+    if (c >= dim || i >= la || !row_valid(a_mask, as + i)) return;
     const i64 b_first = paired ? set : 0, b_last = paired ? set + 1 : nb;
-    for (int i = 0; i < la; ++i) {
-        if (!row_valid(a_mask, as + i)) continue;
-        float acc = 0.0f;
-        for (i64 bb = b_first; bb < b_last; ++bb) {
-            const i64 p = out_index(set, bb, na, nb, paired, transpose);
-            const int j = argmax[p * la_max + i];
-            const i64 bs = b_off[bb];
-            if (j < 0 || j >= (int)(b_off[bb + 1] - bs)) continue;
-            acc = fmaf(grad[p], to_f32(B[(bs + j) * (i64)dim + c]), acc);
-        }
-        da[(as + i) * (i64)dim + c] += acc;
+    float acc = 0.0f;
+    for (i64 bb = b_first; bb < b_last; ++bb) {
+        const i64 p = out_index(set, bb, na, nb, paired, transpose);
+        const int j = argmax[p * la_max + i];
+        const i64 bs = b_off[bb];
+        if (j < 0 || j >= (int)(b_off[bb + 1] - bs)) continue;
+        acc = fmaf(grad[p], to_f32(B[(bs + j) * (i64)dim + c]), acc);
     }
+    da[(as + i) * (i64)dim + c] += acc;
 }
 
-// grid (nb, ceil(dim / BWD_THREADS)): block owns the rows of B's set `b`, thread a column; pairs
-// and A rows in a fixed order (deterministic).
+// grid (nb, ceil(dim / BWD_THREADS), lb_max): block owns row blockIdx.z of B's set blockIdx.x,
+// thread a column; it finds the (pair, A row) entries whose argmax is that row, in a fixed order
+// (deterministic, one write per element).
 template <typename T> __device__ void maxsim_bwd_scatter_det_impl(MAXSIM_BWD_PARAMS) {
     const T* A = static_cast<const T*>(a);
     const i64 set = blockIdx.x;
     const int c = blockIdx.y * BWD_THREADS + threadIdx.x;
-    if (c >= dim) return;
+    const int j = blockIdx.z;
     const i64 bs = b_off[set];
     const int lb = (int)(b_off[set + 1] - bs);
+    if (c >= dim || j >= lb) return;
     const i64 a_first = paired ? set : 0, a_last = paired ? set + 1 : na;
+    float acc = 0.0f;
     for (i64 aa = a_first; aa < a_last; ++aa) {
         const i64 p = out_index(aa, set, na, nb, paired, transpose);
         const float g = grad[p];
         const i64 as = a_off[aa];
         const int la = (int)(a_off[aa + 1] - as);
-        for (int i = 0; i < la; ++i) {
-            const int j = argmax[p * la_max + i];
-            if (j < 0 || j >= lb || !row_valid(a_mask, as + i)) continue;
-            db[(bs + j) * (i64)dim + c] += g * to_f32(A[(as + i) * (i64)dim + c]);
-        }
+        for (int i = 0; i < la; ++i)
+            if (argmax[p * la_max + i] == j && row_valid(a_mask, as + i))
+                acc = fmaf(g, to_f32(A[(as + i) * (i64)dim + c]), acc);
     }
+    db[(bs + j) * (i64)dim + c] += acc;
 }
 
 // grid (P, ceil(dim / BWD_THREADS)): one block per pair, atomics into dB.

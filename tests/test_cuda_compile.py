@@ -75,7 +75,9 @@ def test_native_launch_validates_before_touching_the_driver():
     with pytest.raises(ValueError, match="dtype"):
         _native.cuda_maxsim_forward("int8", 0, 0, (1, 1, 0, 2), (1, 1, 0, 2), 8, True, False, 1, 1, 1, 0, 0, 0)
     with pytest.raises(ValueError, match="kind"):
-        _native.cuda_maxsim_backward("float32", 0, 0, "sideways", (1, 1, 0, 1), (1, 1, 0, 1), 8, True, False, 1, 1, 1, 1, 1)
+        _native.cuda_maxsim_backward(
+            "float32", 0, 0, "sideways", (1, 1, 0, 1), (1, 1, 0, 1), 8, True, False, 1, 1, 1, 1, 1, 1
+        )
     with pytest.raises(ValueError, match="k"):
         _native.cuda_select_k(0, 0, 1, 0, 1, 10, 0, 1, 1)
 

@@ -123,6 +123,7 @@ def cuda_maxsim_backward(
     paired: bool,
     transpose: bool,
     la_max: int,
+    lb_max: int,
     grad: int,
     argmax: int,
     da: int,

@@ -288,7 +288,8 @@ def maxsim_backward(
             continue
         # q2d: A = queries, B = documents. d2q: the roles swap (and all-pairs outputs transpose).
         a, b, ga, gb, transpose = (qa, da, dq, dd, False) if name == "q2d" else (da, qa, dd, dq, True)
-        args = (a, b, dim, paired, transpose, l_max, g.data_ptr(), arg.data_ptr(), ga.data_ptr(), gb.data_ptr())
+        lb_max = ld_max if name == "q2d" else lq_max
+        args = (a, b, dim, paired, transpose, l_max, lb_max, g.data_ptr(), arg.data_ptr(), ga.data_ptr(), gb.data_ptr())
         _native.cuda_maxsim_backward(dt, dev, stream, "gather_a", *args)
         _native.cuda_maxsim_backward(dt, dev, stream, scatter, *args)
     return dq, dd

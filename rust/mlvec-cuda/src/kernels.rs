@@ -283,7 +283,9 @@ pub enum Backward {
 
 /// One direction of the MaxSim backward: with `argmax[P, la_max]` (positions in B's sets) and
 /// `grad[P]`, adds `grad[p] * B[b_row]` to `da[a_row]` (GatherA) or `grad[p] * A[a_row]` to
-/// `db[b_row]` (the scatters). `da` / `db` are fp32 `[rows, dim]`, accumulated into.
+/// `db[b_row]` (the scatters). `da` / `db` are fp32 `[rows, dim]`, accumulated into. `lb_max`
+/// (the longest B set) sizes the deterministic scatter's grid; set lengths above 65,535 need
+/// the atomic scatter.
 #[allow(clippy::too_many_arguments)]
 pub fn maxsim_backward(
     at: Place,
@@ -295,6 +297,7 @@ pub fn maxsim_backward(
     paired: bool,
     transpose: bool,
     la_max: i64,
+    lb_max: i64,
     grad: u64,
     argmax: u64,
     da: u64,
@@ -303,12 +306,13 @@ pub fn maxsim_backward(
     let p = pairs(a, b, paired)?;
     let dimi = dim_ok(dim)?;
     non_negative("la_max", la_max)?;
+    non_negative("lb_max", lb_max)?;
     if p == 0 {
         return Ok(());
     }
     need("grad", grad)?;
     need("argmax", argmax)?;
-    let (name, blocks) = match kind {
+    let (name, blocks, rows) = match kind {
         Backward::GatherA => {
             need("da", da)?;
             (
@@ -321,6 +325,7 @@ pub fn maxsim_backward(
                     ],
                 ),
                 a.n,
+                la_max,
             )
         }
         Backward::ScatterBDeterministic => {
@@ -335,6 +340,7 @@ pub fn maxsim_backward(
                     ],
                 ),
                 b.n,
+                lb_max,
             )
         }
         Backward::ScatterBAtomic => {
@@ -349,6 +355,7 @@ pub fn maxsim_backward(
                     ],
                 ),
                 p,
+                1,
             )
         }
     };
@@ -377,7 +384,7 @@ pub fn maxsim_backward(
             grid: (
                 u32_of("sets", blocks)?,
                 u32_of("dim", ceil_div(dim, BWD_THREADS as i64))?,
-                1,
+                u32_of("set length", rows)?,
             ),
             block: BWD_THREADS,
             shared: 0,
