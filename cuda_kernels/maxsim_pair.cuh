@@ -100,6 +100,7 @@ __device__ PairResult maxsim_pair(const PairArgs& args, i64 p, int* __restrict__
             }
             __syncthreads();  // S, cvalid and the row state are rewritten next
         }
+        __syncthreads();  // the row state is complete (also when B's set is empty)
         if (warp == 0) {
             const bool ok = lane < qn && sm.rvalid[lane];
             const float s = warp_sum(ok ? sm.row_best[lane] : 0.0f);

@@ -339,9 +339,18 @@ pub fn compile_check(arch: &str) -> Result<Vec<&'static str>> {
     check_arch(arch)?;
     version()?;
     let opts = options(arch);
-    for unit in UNITS {
-        compile_unit(unit, arch, &opts)?;
-    }
+    // Units are independent NVRTC programs; compile them side by side.
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = UNITS
+            .iter()
+            .map(|unit| s.spawn(|| compile_unit(unit, arch, &opts)))
+            .collect();
+        jobs.into_iter().try_for_each(|j| {
+            j.join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                .map(|_| ())
+        })
+    })?;
     Ok(sources::kernel_names())
 }
 
