@@ -178,14 +178,35 @@ def _torch_loss_reference(q64, qo, qm, d64, do, dm, paired, gq, gd):
     return q.grad.numpy(), d.grad.numpy()
 
 
+def _np_backward(q64, qo, d64, do, paired, gq, gd, qa, da):
+    """numpy scatter of the gradients through given argmax positions (first-on-ties reference)."""
+    qo, do = qo.cpu().numpy(), do.cpu().numpy()
+    nq, nd = len(qo) - 1, len(do) - 1
+    pairs = [(i, i) for i in range(nq)] if paired else [(i, j) for i in range(nq) for j in range(nd)]
+    dq, dd = np.zeros_like(q64), np.zeros_like(d64)
+    for p, (i, j) in enumerate(pairs):
+        for r, c in enumerate(qa[p]):
+            if c >= 0:
+                dq[qo[i] + r] += gq[p] * d64[do[j] + c]
+                dd[do[j] + c] += gq[p] * q64[qo[i] + r]
+        for c, r in enumerate(da[p]):
+            if r >= 0:
+                dq[qo[i] + r] += gd[p] * d64[do[j] + c]
+                dd[do[j] + c] += gd[p] * q64[qo[i] + r]
+    return dq, dd
+
+
+def _arr(t):
+    return t.cpu().view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.cpu().numpy()
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("paired", [False, True])
 @pytest.mark.parametrize("deterministic", [True, False])
-def test_backward_matches_cpu_and_autograd(dtype, paired, deterministic):
+def test_backward_matches_cpu_and_reference(dtype, paired, deterministic):
     rng = np.random.default_rng(11)
     lq, ld = ([5, 33, 2], [70, 1, 9]) if paired else ([5, 33], [70, 1, 9])
-    # Integer data: exact dot products with ties; torch.max (CPU) takes the first maximum, as
-    # the kernels do, so autograd's gradient follows the same positions.
+    # Integer data: exact dot products with many ties (first position wins).
     q, qo, qm, q64 = _sets(rng, lq, 40, dtype, integer=True, mask_p=0.2)
     d, do, dm, d64 = _sets(rng, ld, 40, dtype, integer=True, mask_p=0.2)
     fwd = mc.maxsim_forward(q, qo, qm, d, do, dm, paired=paired, q2d_argmax=True, d2q=True, d2q_argmax=True)
@@ -196,20 +217,35 @@ def test_backward_matches_cpu_and_autograd(dtype, paired, deterministic):
         q, qo, qm, d, do, dm, paired=paired, grad_q2d=gq, q2d_argmax=fwd[1], grad_d2q=gd, d2q_argmax=fwd[3],
         deterministic=deterministic,
     )  # fmt: skip
-    rq, rd = _torch_loss_reference(q64, qo, qm, d64, do, dm, paired, gq.double().cpu(), gd.double().cpu())
-    np.testing.assert_allclose(dq.cpu().numpy(), rq, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dd.cpu().numpy(), rd, rtol=1e-4, atol=1e-4)
-
-    def arr(t):
-        return t.cpu().view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.cpu().numpy()
-
+    _, ref_qa, _, ref_da = _reference(q64, qo, qm, d64, do, dm, paired)
+    rq, rd = _np_backward(q64, qo, d64, do, paired, gq.double().cpu().numpy(), gd.double().cpu().numpy(), ref_qa, ref_da)
+    np.testing.assert_allclose(dq.cpu().numpy(), rq, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dd.cpu().numpy(), rd, rtol=1e-5, atol=1e-4)
     cq, cd = _native.maxsim_backward(
-        arr(q), qo.cpu().numpy(), qm.cpu().numpy(), arr(d), do.cpu().numpy(), dm.cpu().numpy(),
+        _arr(q), qo.cpu().numpy(), qm.cpu().numpy(), _arr(d), do.cpu().numpy(), dm.cpu().numpy(),
         bf16=dtype == torch.bfloat16, paired=paired, grad_q2d=gq.cpu().numpy(), q2d_argmax=fwd[1].cpu().numpy(),
         grad_d2q=gd.cpu().numpy(), d2q_argmax=fwd[3].cpu().numpy(),
     )  # fmt: skip
-    np.testing.assert_allclose(dq.cpu().numpy(), cq, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dd.cpu().numpy(), cd, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dq.cpu().numpy(), cq, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dd.cpu().numpy(), cd, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_backward_matches_torch_autograd(dtype):
+    """Random data (no ties): autograd through a padded, masked fp64 max."""
+    rng = np.random.default_rng(12)
+    q, qo, qm, q64 = _sets(rng, [5, 33], 40, dtype, integer=False, mask_p=0.2)
+    d, do, dm, d64 = _sets(rng, [70, 1, 9], 40, dtype, integer=False, mask_p=0.2)
+    fwd = mc.maxsim_forward(q, qo, qm, d, do, dm, q2d_argmax=True, d2q=True, d2q_argmax=True)
+    p = fwd[0].numel()
+    gq = torch.tensor(rng.standard_normal(p), dtype=torch.float32, device=DEV)
+    gd = torch.tensor(rng.standard_normal(p), dtype=torch.float32, device=DEV)
+    dq, dd = mc.maxsim_backward(
+        q, qo, qm, d, do, dm, grad_q2d=gq, q2d_argmax=fwd[1], grad_d2q=gd, d2q_argmax=fwd[3]
+    )
+    rq, rd = _torch_loss_reference(q64, qo, qm, d64, do, dm, False, gq.double().cpu(), gd.double().cpu())
+    np.testing.assert_allclose(dq.cpu().numpy(), rq, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dd.cpu().numpy(), rd, rtol=1e-4, atol=1e-4)
 
 
 def test_deterministic_backward_is_bitwise_repeatable():
