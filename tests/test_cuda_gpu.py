@@ -27,6 +27,9 @@ def _gpu_reason() -> str | None:
 
 
 _REASON = _gpu_reason()
+if _REASON is not None and __import__("os").environ.get("MLVEC_REQUIRE_GPU"):
+    # scripts/gpu_check.sh: on the GPU machine a skip would hide a failure.
+    raise RuntimeError(f"MLVEC_REQUIRE_GPU is set but the GPU tests cannot run: {_REASON}")
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
 
 if _REASON is None:
