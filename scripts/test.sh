@@ -4,6 +4,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# NVRTC and the CUDA headers from pip's nvidia wheels, for mlvec-cuda's compile tests.
+while IFS= read -r line; do
+    export "${line?}"
+done < <(python python/mlvec/_cuda_locate.py)
+
 cargo test -p mlvec-core -p mlvec-cuda || exit $?
 
 python -m pytest "$@"

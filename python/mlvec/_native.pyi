@@ -62,3 +62,146 @@ def maxsim_backward(
     d2q_argmax: NDArray[np.int32] | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Gradients ``(dq [rows_q, dim], dd [rows_d, dim])`` (float32) of ``sum(grad_q2d * q2d + grad_d2q * d2q)``."""
+
+# --- CUDA ---------------------------------------------------------------------------------------
+# Kernels compiled at run time with NVRTC; launches take raw device pointers (torch's data_ptr()),
+# a device ordinal and a CUDA stream handle, and trust them. Use the wrappers in mlvec.cuda.
+# A token-set argument is (data_ptr, offsets_ptr, mask_ptr or 0, n_sets).
+
+def cuda_configure(
+    nvrtc_path: str | None = None, include_dirs: list[str] | None = None, cache_dir: str | None = None
+) -> None:
+    """Set the NVRTC library file, the CUDA include folders and the cubin cache folder."""
+
+def cuda_nvrtc_version() -> tuple[int, int]: ...
+def cuda_compile_check(arch: str) -> list[str]:
+    """Compile every kernel for ``arch`` (e.g. ``"sm_90"``; no GPU needed); returns the kernel names."""
+
+def cuda_compute_capability(device: int) -> tuple[int, int]: ...
+def cuda_limits() -> tuple[int, int, int, int, int]:
+    """``(tile_rows, tile_cols, max_cols, select_chunk, max_k)``."""
+
+def cuda_maxsim_forward(
+    dtype_name: str,
+    device: int,
+    stream: int,
+    a: tuple[int, int, int, int],
+    b: tuple[int, int, int, int],
+    dim: int,
+    paired: bool,
+    transpose: bool,
+    la_max: int,
+    lb_max: int,
+    sum: int,
+    row_arg: int,
+    col_sum: int,
+    col_arg: int,
+) -> None: ...
+def cuda_filip_forward(
+    dtype_name: str,
+    device: int,
+    stream: int,
+    a: tuple[int, int, int, int],
+    b: tuple[int, int, int, int],
+    dim: int,
+    paired: bool,
+    la_max: int,
+    lb_max: int,
+    a_mean: int,
+    b_mean: int,
+    a_arg: int,
+    b_arg: int,
+) -> None: ...
+def cuda_maxsim_backward(
+    dtype_name: str,
+    device: int,
+    stream: int,
+    kind: str,
+    a: tuple[int, int, int, int],
+    b: tuple[int, int, int, int],
+    dim: int,
+    paired: bool,
+    transpose: bool,
+    la_max: int,
+    lb_max: int,
+    grad: int,
+    argmax: int,
+    da: int,
+    db: int,
+) -> None: ...
+def cuda_clip_lse_partials(
+    dtype_name: str,
+    device: int,
+    stream: int,
+    x: int,
+    y: int,
+    m: int,
+    n: int,
+    dim: int,
+    scale: float,
+    row_pmax: int,
+    row_psum: int,
+    col_pmax: int,
+    col_psum: int,
+) -> None: ...
+def cuda_clip_grad(
+    dtype_name: str,
+    device: int,
+    stream: int,
+    x: int,
+    y: int,
+    m: int,
+    n: int,
+    dim: int,
+    scale: float,
+    row_lse: int,
+    col_lse: int,
+    g_row: int,
+    g_col: int,
+    dx: int,
+    dy: int,
+    dscale_part: int,
+) -> None: ...
+def cuda_siglip_forward(
+    dtype_name: str,
+    device: int,
+    stream: int,
+    x: int,
+    y: int,
+    m: int,
+    n: int,
+    dim: int,
+    scale: float,
+    bias: float,
+    row_offset: int,
+    col_offset: int,
+    row_part: int,
+) -> None: ...
+def cuda_siglip_backward(
+    dtype_name: str,
+    device: int,
+    stream: int,
+    x: int,
+    y: int,
+    m: int,
+    n: int,
+    dim: int,
+    scale: float,
+    bias: float,
+    row_offset: int,
+    col_offset: int,
+    g_row: int,
+    dx: int,
+    dy: int,
+    dscale_part: int,
+    dbias_part: int,
+) -> None: ...
+def cuda_pq_scan(
+    device: int, stream: int, codes: int, n: int, m: int, ksub: int, lut: int, nq: int, dist: int
+) -> None: ...
+def cuda_hamming_scan(
+    device: int, stream: int, codes: int, n: int, words: int, queries: int, nq: int, dist: int
+) -> None: ...
+def cuda_select_k(
+    device: int, stream: int, vals: int, ids: int, rows: int, n: int, k: int, out_vals: int, out_ids: int
+) -> None: ...

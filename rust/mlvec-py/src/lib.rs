@@ -2,6 +2,7 @@
 //! released around every kernel; core errors map to Python exceptions in `errors`.
 
 mod arrays;
+mod cuda;
 mod errors;
 mod maxsim;
 
@@ -33,8 +34,8 @@ fn cpu_features() -> Vec<&'static str> {
 
 /// Whether the CUDA kernels can run here: `(True, "")` or `(False, reason)`.
 #[pyfunction]
-fn cuda_status() -> (bool, String) {
-    match mlvec_cuda::status() {
+fn cuda_status(py: Python<'_>) -> (bool, String) {
+    match cuda::status(py) {
         Ok(()) => (true, String::new()),
         Err(why) => (false, why),
     }
@@ -52,5 +53,20 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda_status, m)?)?;
     m.add_function(wrap_pyfunction!(maxsim::maxsim_forward, m)?)?;
     m.add_function(wrap_pyfunction!(maxsim::maxsim_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_configure, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_nvrtc_version, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_compile_check, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_compute_capability, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_maxsim_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_filip_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_maxsim_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_clip_lse_partials, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_clip_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_siglip_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_siglip_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_pq_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_hamming_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_select_k, m)?)?;
     Ok(())
 }
