@@ -36,7 +36,7 @@ __all__ = [
     "rerank",
 ]
 
-_SUBMODULES = {"scoring", "losses", "index", "encoders", "eval", "ops", "cli", "data"}
+_SUBMODULES = {"scoring", "losses", "index", "encoders", "eval", "ops", "cli", "data", "cuda"}
 # Public functions re-exported from submodules, resolved lazily so torch is not imported early.
 _LAZY_ATTRS = {
     "maxsim": ("mlvec.scoring", "maxsim"),

@@ -50,9 +50,9 @@ def maxsim_rerank(q_tokens: Any, d_tokens: Any, candidates: np.ndarray) -> tuple
 
     ``q_tokens`` / ``d_tokens`` are :class:`mlvec.encoders.TokenEmbeddings` (packed float32 token
     sets); ``candidates int64 [nq, c]`` are doc ids (``-1`` pads; those stay last). Scoring runs in
-    mlvec's Rust kernel (``_native.maxsim_forward``), one query against its candidates at a time.
+    :func:`mlvec.scoring.maxsim`, one query against its candidates at a time.
     """
-    from mlvec import _native
+    from mlvec.scoring import maxsim
 
     candidates = np.asarray(candidates, dtype=np.int64)
     if candidates.ndim != 2 or candidates.shape[0] != len(q_tokens):
@@ -64,8 +64,8 @@ def maxsim_rerank(q_tokens: Any, d_tokens: Any, candidates: np.ndarray) -> tuple
             continue
         q = q_tokens.select([i])
         d = d_tokens.select(cand[valid])
-        s, *_ = _native.maxsim_forward(q.data, q.offsets, None, d.data, d.offsets, None)
-        scores[i, valid] = s
+        s = maxsim(q.data, d.data, query_offsets=q.offsets, document_offsets=d.offsets)
+        scores[i, valid] = s[0]
     order = np.argsort(-scores, axis=1, kind="stable")
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(candidates, order, axis=1)
 
