@@ -2,10 +2,12 @@
 //!
 //! - [`maxsim`]: token-wise late-interaction (ColBERT sum-of-max, FILIP mean-of-max) scoring and
 //!   its gradient, over padded or packed variable-length token sets.
+//! - [`hnsw`]: HNSW graph index over f32 vectors or SQ8 codes, with filters, removal and compaction.
 //! - [`threads`]: the process-wide thread pool all parallel kernels run on.
 
 pub mod cpu;
 pub mod error;
+pub mod hnsw;
 pub mod maxsim;
 pub mod threads;
 pub mod tokens;
