@@ -4,13 +4,16 @@
 //! searches from several Python threads run in parallel), `add`/`remove`/`compact` take it
 //! exclusively, so they are safe to call while other threads search.
 
-use crate::arrays::{contiguous1, describe};
+use crate::arrays::describe;
 use crate::errors::IntoPyResult;
 use mlvec_core::hnsw::{Hnsw, Metric, Params, Storage};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::RwLock;
+
+/// `(scores, ids)` of a search.
+type Hits<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
 
 /// HNSW graph index over float32 or SQ8-coded vectors. See `_native.pyi`.
 #[pyclass(module = "mlvec._native", name = "HnswIndex")]
@@ -51,7 +54,8 @@ fn ids1(arg: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
             describe(obj)
         ))
     })?;
-    let s = contiguous1(arg, &a)?;
+    // Ids are small next to vectors: any 1-D int64 layout (e.g. a strided slice) is copied.
+    let s = a.as_array();
     if let Some(bad) = s.iter().find(|&&x| x < 0) {
         return Err(PyValueError::new_err(format!(
             "{arg}: ids must be non-negative, got {bad}"
@@ -148,7 +152,7 @@ impl HnswIndex {
         k: i64,
         ef_search: Option<i64>,
         allow: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    ) -> PyResult<Hits<'py>> {
         if k < 1 {
             return Err(PyValueError::new_err(format!("k: must be at least 1, got {k}")));
         }

@@ -40,7 +40,7 @@ impl Default for Params {
             m: 16,
             ef_construction: 200,
             ef_search: 64,
-            seed: 0x5eed_0f_4e57,
+            seed: 0x005e_ed0f_4e57,
         }
     }
 }
@@ -621,11 +621,7 @@ impl<S: VectorStore> Graph<S> {
                     seen += 1;
                     hit += self.allowed(allow, i as u32) as usize;
                 }
-                if seen == 0 {
-                    0
-                } else {
-                    hit * n / seen
-                }
+                (hit * n).checked_div(seen).unwrap_or(0)
             }
         }
     }

@@ -249,7 +249,7 @@ impl Hnsw {
     /// from one past the largest id ever added). Returns the ids. On error nothing changes.
     pub fn add(&mut self, data: &[f32], ids: Option<&[u64]>) -> Result<Vec<u64>> {
         let dim = self.dim;
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(Error::invalid(
                 "x",
                 format!("length {} is not a multiple of dim={dim}", data.len()),
@@ -299,7 +299,7 @@ impl Hnsw {
     }
 
     fn check_query(&self, q: &[f32], k: usize, ef: Option<usize>) -> Result<()> {
-        if q.len() % self.dim != 0 {
+        if !q.len().is_multiple_of(self.dim) {
             return Err(Error::invalid(
                 "queries",
                 format!("length {} is not a multiple of dim={}", q.len(), self.dim),

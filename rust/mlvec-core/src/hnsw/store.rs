@@ -15,6 +15,9 @@ pub trait VectorStore: Send + Sync {
     type Query: Send + Sync;
     fn dim(&self) -> usize;
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Prepare an f32 query (already normalised when the metric is cosine).
     fn prepare(&self, q: &[f32]) -> Self::Query;
     /// Distance from a prepared query to stored vector `i`.
@@ -255,12 +258,8 @@ impl VectorStore for Sq8Store {
         let mut buf = Vec::with_capacity(self.dim);
         for r in rows.chunks_exact(self.dim) {
             let r = row_maybe_normalized(r, normalize, &mut buf);
-            for j in 0..self.dim {
-                let c = if self.scale[j] > 0.0 {
-                    ((r[j] - self.min[j]) / self.scale[j]).round()
-                } else {
-                    0.0
-                };
+            for ((x, m), sc) in r.iter().zip(&self.min).zip(&self.scale) {
+                let c = if *sc > 0.0 { ((x - m) / sc).round() } else { 0.0 };
                 self.codes.push(c.clamp(0.0, 255.0) as u8);
             }
         }

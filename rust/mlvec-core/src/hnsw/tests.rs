@@ -191,7 +191,7 @@ fn corrupted_parts_are_rejected() {
 fn filtered_search_keeps_recall_at_every_selectivity() {
     let (h, data, ids, queries) = build(Metric::L2, Storage::F32);
     for modulus in [2u64, 10, 100, 1000] {
-        let f = move |id: u64| (id / 3) % modulus == 0;
+        let f = move |id: u64| (id / 3).is_multiple_of(modulus);
         let got = search_all(&h, &queries, 10, 64, Some(&f));
         for g in &got {
             assert!(g.iter().all(|&id| f(id)));
