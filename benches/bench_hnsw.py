@@ -227,12 +227,13 @@ def run(label, base, queries, metric, args):
         bpv = mem.kept / n
         if isinstance(lib, Mlvec):
             bpv = lib.memory() / n
-        builds[lib.name] = (times, mem.grown, bpv)
+        builds[lib.name] = (times, mem.grown, bpv, bpv * n)
         print(
             f"{lib.name:16s} build "
             + "  ".join(f"{t}T {s:7.2f}s" for t, s in times.items())
             + f"  peak build RSS +{mem.grown / 2**20:7.1f} MiB  kept +{mem.kept / 2**20:7.1f} MiB"
-            + f"  bytes/vector {bpv:7.1f}"
+            + f"  bytes/vector {bpv:7.1f}",
+            flush=True,
         )
         for ef in args.efs:
             lib.search(queries[:10], ef, top)  # warm-up
@@ -248,6 +249,11 @@ def run(label, base, queries, metric, args):
                 qps_1.append(len(few) / (time.perf_counter() - t0))
             rows.append(
                 (lib.name, ef, recall(got, gt), float(np.median(qps_b)), float(np.median(qps_1)), bpv)
+            )
+            r, qb, q1 = rows[-1][2:5]
+            print(
+                f"  {lib.name:16s} ef={ef:4d} recall@10 {r:.4f}  batch {qb:8.0f} q/s  1-query {q1:7.0f} q/s",
+                flush=True,
             )
         lib.index = None
         gc.collect()
@@ -296,10 +302,7 @@ def summarize(rows, builds, target):
                     f"-> faiss/mlvec {f / builds[o][0][t]:.2f}x"
                 )
     for o in ours:
-        print(
-            f"  {o}: peak build memory / final index size = {builds[o][1] / max(1, builds[o][2] * 1):.1f} B/vec "
-            "per B/vec (see RSS columns above)"
-        )
+        print(f"  {o}: peak build RSS growth / final index size = {builds[o][1] / builds[o][3]:.2f}")
 
 
 def main(argv=None):

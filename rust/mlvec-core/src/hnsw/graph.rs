@@ -370,6 +370,19 @@ impl<S: VectorStore> Graph<S> {
         if sorted.len() <= m {
             return sorted.iter().map(|c| c.id).collect();
         }
+        if S::DIRECT_PAIRS {
+            // Compare stored vectors in place: no copies on the build's hottest path.
+            let mut kept: Vec<u32> = Vec::with_capacity(m);
+            for c in sorted {
+                if kept.len() >= m {
+                    break;
+                }
+                if kept.iter().all(|&s| self.store.dist_stored(s, c.id) >= c.d) {
+                    kept.push(c.id);
+                }
+            }
+            return kept;
+        }
         let mut kept: Vec<(u32, S::Query)> = Vec::with_capacity(m);
         for c in sorted {
             if kept.len() >= m {
@@ -437,17 +450,25 @@ impl<S: VectorStore> Graph<S> {
                     s[0].store(n as u32 + 1, Relaxed);
                 } else {
                     // Full: re-select among the old links plus the new node, seen from `nb`.
-                    self.store.decode(nb, &mut scratch);
-                    let qn = self.store.prepare(&scratch);
-                    let mut c: Vec<Cand> = s[1..=n]
+                    let olds = s[1..=n]
                         .iter()
                         .map(|a| a.load(Relaxed))
-                        .chain(std::iter::once(node))
-                        .map(|id| Cand {
+                        .chain(std::iter::once(node));
+                    let mut c: Vec<Cand> = if S::DIRECT_PAIRS {
+                        olds.map(|id| Cand {
+                            d: self.store.dist_stored(nb, id),
+                            id,
+                        })
+                        .collect()
+                    } else {
+                        self.store.decode(nb, &mut scratch);
+                        let qn = self.store.prepare(&scratch);
+                        olds.map(|id| Cand {
                             d: self.store.dist(&qn, id),
                             id,
                         })
-                        .collect();
+                        .collect()
+                    };
                     c.sort_unstable();
                     let keep = self.select(&c, cap, &mut scratch);
                     self.write_list(nb, layer, &keep);

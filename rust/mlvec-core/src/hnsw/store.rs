@@ -22,6 +22,11 @@ pub trait VectorStore: Send + Sync {
     fn prepare(&self, q: &[f32]) -> Self::Query;
     /// Distance from a prepared query to stored vector `i`.
     fn dist(&self, q: &Self::Query, i: u32) -> f32;
+    /// Whether [`VectorStore::dist_stored`] is as cheap as a query distance (then the build
+    /// compares stored vectors directly instead of preparing one as a query).
+    const DIRECT_PAIRS: bool;
+    /// Distance between stored vectors `a` and `b`.
+    fn dist_stored(&self, a: u32, b: u32) -> f32;
     /// The stored vector `i` as f32 (exact for f32 rows, decoded for SQ8), written to `out`.
     fn decode(&self, i: u32, out: &mut Vec<f32>);
     /// Start loading vector `i` into cache.
@@ -88,6 +93,16 @@ impl VectorStore for F32Store {
         match self.metric {
             Metric::L2 => (self.k.l2)(q, self.row(i)),
             Metric::Ip | Metric::Cosine => -(self.k.dot)(q, self.row(i)),
+        }
+    }
+
+    const DIRECT_PAIRS: bool = true;
+
+    #[inline(always)]
+    fn dist_stored(&self, a: u32, b: u32) -> f32 {
+        match self.metric {
+            Metric::L2 => (self.k.l2)(self.row(a), self.row(b)),
+            Metric::Ip | Metric::Cosine => -(self.k.dot)(self.row(a), self.row(b)),
         }
     }
 
@@ -197,6 +212,40 @@ impl Sq8Store {
         self.min = lo;
     }
 
+    /// Grow the trained range to cover `rows`, re-encoding the codes already stored in the wider
+    /// range (so a small first batch does not clamp everything added later).
+    #[allow(clippy::needless_range_loop)] // three parallel per-dimension arrays
+    fn widen(&mut self, rows: &[f32], normalize: bool) {
+        let d = self.dim;
+        let mut lo = self.min.clone();
+        let mut hi: Vec<f32> = self
+            .min
+            .iter()
+            .zip(&self.scale)
+            .map(|(m, s)| m + 255.0 * s)
+            .collect();
+        let mut buf = Vec::with_capacity(d);
+        for r in rows.chunks_exact(d) {
+            let r = row_maybe_normalized(r, normalize, &mut buf);
+            for j in 0..d {
+                lo[j] = lo[j].min(r[j]);
+                hi[j] = hi[j].max(r[j]);
+            }
+        }
+        let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| (h - l) / 255.0).collect();
+        if lo == self.min && scale == self.scale {
+            return;
+        }
+        for c in self.codes.chunks_exact_mut(d) {
+            for j in 0..d {
+                let x = self.min[j] + self.scale[j] * c[j] as f32;
+                c[j] = encode(x, lo[j], scale[j]);
+            }
+        }
+        self.min = lo;
+        self.scale = scale;
+    }
+
     #[inline(always)]
     fn code(&self, i: u32) -> &[u8] {
         let s = i as usize * self.dim;
@@ -236,6 +285,22 @@ impl VectorStore for Sq8Store {
         }
     }
 
+    const DIRECT_PAIRS: bool = false;
+
+    fn dist_stored(&self, a: u32, b: u32) -> f32 {
+        let (ca, cb) = (self.code(a), self.code(b));
+        let mut t = 0f32;
+        for j in 0..self.dim {
+            let (m, s) = (self.min[j], self.scale[j]);
+            let (x, y) = (m + s * ca[j] as f32, m + s * cb[j] as f32);
+            t += match self.metric {
+                Metric::L2 => (x - y) * (x - y),
+                Metric::Ip | Metric::Cosine => -x * y,
+            };
+        }
+        t
+    }
+
     fn decode(&self, i: u32, out: &mut Vec<f32>) {
         out.clear();
         let c = self.code(i);
@@ -251,16 +316,20 @@ impl VectorStore for Sq8Store {
     }
 
     fn extend(&mut self, rows: &[f32], normalize: bool) {
+        if rows.is_empty() {
+            return;
+        }
         if !self.trained() {
             self.train(rows, normalize);
+        } else {
+            self.widen(rows, normalize);
         }
         self.codes.reserve_exact(rows.len());
         let mut buf = Vec::with_capacity(self.dim);
         for r in rows.chunks_exact(self.dim) {
             let r = row_maybe_normalized(r, normalize, &mut buf);
             for ((x, m), sc) in r.iter().zip(&self.min).zip(&self.scale) {
-                let c = if *sc > 0.0 { ((x - m) / sc).round() } else { 0.0 };
-                self.codes.push(c.clamp(0.0, 255.0) as u8);
+                self.codes.push(encode(*x, *m, *sc));
             }
         }
     }
@@ -297,4 +366,15 @@ pub fn row_maybe_normalized<'a>(r: &'a [f32], normalize: bool, buf: &'a mut Vec<
     } else {
         r
     }
+}
+
+/// The SQ8 code of `x` in the range starting at `min` with step `scale` (clamped to 0..=255).
+#[inline(always)]
+fn encode(x: f32, min: f32, scale: f32) -> u8 {
+    let c = if scale > 0.0 {
+        ((x - min) / scale).round()
+    } else {
+        0.0
+    };
+    c.clamp(0.0, 255.0) as u8
 }

@@ -339,3 +339,21 @@ fn parallel_build_matches_recall_of_serial_build() {
         }
     }
 }
+
+#[test]
+fn sq8_range_grows_when_later_batches_exceed_it() {
+    let data = clustered(N, D, 40, 1);
+    let queries = clustered(NQ, D, 40, 2);
+    let ids: Vec<u64> = (0..N as u64).collect();
+    let mut h = Hnsw::new(D, Metric::L2, Storage::Sq8, Params::default()).unwrap();
+    // A one-vector first batch trains a degenerate range; the next batch must widen it.
+    h.add(&data[..D], None).unwrap();
+    h.add(&data[D..], None).unwrap();
+    let got = search_all(&h, &queries, 10, 64, None);
+    let want: Vec<Vec<u64>> = queries
+        .chunks_exact(D)
+        .map(|q| exact(&data, &ids, q, 10, Metric::L2, |_| true))
+        .collect();
+    let r = recall(&got, &want);
+    assert!(r >= 0.85, "recall {r}");
+}
