@@ -108,6 +108,11 @@ class Lib:
     def build(self, x, threads): ...
     def search(self, q, ef, threads): ...
 
+    def memory(self) -> int:
+        """Bytes of the index: its serialized size for peers (RSS growth is unreliable once an
+        earlier index's freed memory is reused), `memory_usage()` for mlvec."""
+        raise NotImplementedError
+
 
 class Mlvec(Lib):
     def __init__(self, dim, metric, m, efc, storage="f32"):
@@ -121,7 +126,9 @@ class Mlvec(Lib):
         self.index.add(x)
 
     def search(self, q, ef, threads):
-        _native.set_num_threads(threads)
+        # Changing the count rebuilds the pool: only do it when it changes.
+        if _native.get_num_threads() != threads:
+            _native.set_num_threads(threads)
         return self.index.search(q, K, ef_search=ef)[1]
 
     def memory(self):
@@ -153,6 +160,9 @@ class Faiss(Lib):
         self.index.hnsw.efSearch = ef
         return self.index.search(q, K)[1]
 
+    def memory(self):
+        return len(self.faiss.serialize_index(self.index))
+
 
 class Hnswlib(Lib):
     name = "hnswlib"
@@ -171,6 +181,9 @@ class Hnswlib(Lib):
     def search(self, q, ef, threads):
         self.index.set_ef(ef)
         return self.index.knn_query(q, k=K, num_threads=threads)[0]
+
+    def memory(self):
+        return self.index.index_file_size()
 
 
 class Usearch(Lib):
@@ -195,6 +208,9 @@ class Usearch(Lib):
     def search(self, q, ef, threads):
         self.index.expansion_search = ef
         return self.index.search(q, K, threads=threads).keys
+
+    def memory(self):
+        return len(self.index.save())
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -224,15 +240,13 @@ def run(label, base, queries, metric, args):
                 lib.build(base, t)
                 times[t] = time.perf_counter() - t0
         # The index built last (most threads) is the one searched; its RSS growth is its size.
-        bpv = mem.kept / n
-        if isinstance(lib, Mlvec):
-            bpv = lib.memory() / n
+        bpv = lib.memory() / n
         builds[lib.name] = (times, mem.grown, bpv, bpv * n)
         print(
             f"{lib.name:16s} build "
             + "  ".join(f"{t}T {s:7.2f}s" for t, s in times.items())
             + f"  peak build RSS +{mem.grown / 2**20:7.1f} MiB  kept +{mem.kept / 2**20:7.1f} MiB"
-            + f"  bytes/vector {bpv:7.1f}",
+            + f"  index bytes/vector {bpv:7.1f}",
             flush=True,
         )
         for ef in args.efs:
@@ -303,6 +317,7 @@ def summarize(rows, builds, target):
                 )
     for o in ours:
         print(f"  {o}: peak build RSS growth / final index size = {builds[o][1] / builds[o][3]:.2f}")
+    print("  (index size: memory_usage() for mlvec, serialized size for peers)")
 
 
 def main(argv=None):
