@@ -3,10 +3,12 @@
 //! - [`maxsim`]: token-wise late-interaction (ColBERT sum-of-max, FILIP mean-of-max) scoring and
 //!   its gradient, over padded or packed variable-length token sets.
 //! - [`simd`]: the SIMD micro-kernels (AVX-512, AVX2, portable), chosen at run time.
+//! - [`hnsw`]: HNSW graph index over f32 vectors or SQ8 codes, with filters, removal and compaction.
 //! - [`threads`]: the process-wide thread pool all parallel kernels run on.
 
 pub mod cpu;
 pub mod error;
+pub mod hnsw;
 pub mod maxsim;
 pub mod simd;
 pub mod threads;

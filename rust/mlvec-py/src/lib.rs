@@ -4,6 +4,7 @@
 mod arrays;
 mod cuda;
 mod errors;
+mod hnsw;
 mod maxsim;
 
 use errors::IntoPyResult;
@@ -68,5 +69,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda::cuda_pq_scan, m)?)?;
     m.add_function(wrap_pyfunction!(cuda::cuda_hamming_scan, m)?)?;
     m.add_function(wrap_pyfunction!(cuda::cuda_select_k, m)?)?;
+    m.add_class::<hnsw::HnswIndex>()?;
     Ok(())
 }

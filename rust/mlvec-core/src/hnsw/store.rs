@@ -1,0 +1,380 @@
+//! Where the graph's vectors live, and how a query is compared with them.
+//!
+//! The graph only needs "distance from a prepared query to stored vector `i`" (lower is closer)
+//! and "the stored vector `i` as f32" (to compare two stored vectors). Two stores implement it:
+//! plain f32 rows and SQ8 codes (one byte per dimension, per-dimension min/max) with asymmetric
+//! distances (the query stays f32).
+
+use super::distance::{kernels, prefetch, Kernels};
+use super::Metric;
+
+/// A vector store the HNSW graph runs over. Distances are "lower is closer": `-<q, x>` for inner
+/// product (and cosine, whose vectors are normalised before they get here), `|q - x|²` for L2.
+pub trait VectorStore: Send + Sync {
+    /// A query in the form the distance kernel wants (e.g. pre-scaled for SQ8).
+    type Query: Send + Sync;
+    fn dim(&self) -> usize;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Prepare an f32 query (already normalised when the metric is cosine).
+    fn prepare(&self, q: &[f32]) -> Self::Query;
+    /// Distance from a prepared query to stored vector `i`.
+    fn dist(&self, q: &Self::Query, i: u32) -> f32;
+    /// Whether [`VectorStore::dist_stored`] is as cheap as a query distance (then the build
+    /// compares stored vectors directly instead of preparing one as a query).
+    const DIRECT_PAIRS: bool;
+    /// Distance between stored vectors `a` and `b`.
+    fn dist_stored(&self, a: u32, b: u32) -> f32;
+    /// The stored vector `i` as f32 (exact for f32 rows, decoded for SQ8), written to `out`.
+    fn decode(&self, i: u32, out: &mut Vec<f32>);
+    /// Start loading vector `i` into cache.
+    fn prefetch(&self, i: u32);
+    /// Append vectors (rows of `dim`), each scaled to unit norm first when `normalize`.
+    fn extend(&mut self, rows: &[f32], normalize: bool);
+    /// A new store with the rows `keep` of this one, bit for bit (codes are copied, not re-encoded).
+    fn gather(&self, keep: &[u32]) -> Self;
+    /// Bytes held by the stored vectors and the store's parameters.
+    fn memory_usage(&self) -> usize;
+}
+
+/// Full-precision rows.
+pub struct F32Store {
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    pub(crate) data: Vec<f32>,
+    k: Kernels,
+}
+
+impl F32Store {
+    pub fn new(dim: usize, metric: Metric) -> Self {
+        Self {
+            dim,
+            metric,
+            data: Vec::new(),
+            k: *kernels(),
+        }
+    }
+
+    pub fn from_data(dim: usize, metric: Metric, data: Vec<f32>) -> Self {
+        Self {
+            dim,
+            metric,
+            data,
+            k: *kernels(),
+        }
+    }
+
+    #[inline(always)]
+    fn row(&self, i: u32) -> &[f32] {
+        let s = i as usize * self.dim;
+        &self.data[s..s + self.dim]
+    }
+}
+
+impl VectorStore for F32Store {
+    type Query = Vec<f32>;
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn len(&self) -> usize {
+        self.data.len() / self.dim.max(1)
+    }
+
+    fn prepare(&self, q: &[f32]) -> Vec<f32> {
+        q.to_vec()
+    }
+
+    #[inline(always)]
+    fn dist(&self, q: &Vec<f32>, i: u32) -> f32 {
+        match self.metric {
+            Metric::L2 => (self.k.l2)(q, self.row(i)),
+            Metric::Ip | Metric::Cosine => -(self.k.dot)(q, self.row(i)),
+        }
+    }
+
+    const DIRECT_PAIRS: bool = true;
+
+    #[inline(always)]
+    fn dist_stored(&self, a: u32, b: u32) -> f32 {
+        match self.metric {
+            Metric::L2 => (self.k.l2)(self.row(a), self.row(b)),
+            Metric::Ip | Metric::Cosine => -(self.k.dot)(self.row(a), self.row(b)),
+        }
+    }
+
+    fn decode(&self, i: u32, out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(self.row(i));
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, i: u32) {
+        let p = self.data.as_ptr().wrapping_add(i as usize * self.dim);
+        // The first few cache lines are what matters; the hardware prefetcher streams the rest.
+        for line in 0..(self.dim * 4).div_ceil(64).min(4) {
+            prefetch(p.wrapping_add(line * 16));
+        }
+    }
+
+    fn extend(&mut self, rows: &[f32], normalize: bool) {
+        let start = self.data.len();
+        self.data.reserve_exact(rows.len());
+        self.data.extend_from_slice(rows);
+        if normalize {
+            // In place, so no normalised copy of the batch is ever held beside the store.
+            for r in self.data[start..].chunks_exact_mut(self.dim) {
+                normalize_in_place(r);
+            }
+        }
+    }
+
+    fn gather(&self, keep: &[u32]) -> Self {
+        let mut data = Vec::with_capacity(keep.len() * self.dim);
+        for &i in keep {
+            data.extend_from_slice(self.row(i));
+        }
+        Self::from_data(self.dim, self.metric, data)
+    }
+
+    fn memory_usage(&self) -> usize {
+        self.data.capacity() * 4
+    }
+}
+
+/// SQ8 codes: `x_j ≈ min_j + scale_j * code_j`, `scale_j = (max_j - min_j) / 255`. The range is
+/// trained on the first batch added; later values outside it are clamped.
+pub struct Sq8Store {
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    pub(crate) min: Vec<f32>,
+    pub(crate) scale: Vec<f32>,
+    pub(crate) codes: Vec<u8>,
+    k: Kernels,
+}
+
+/// A query against SQ8 codes: inner product `= c + <a, code>` with `a = q ∘ scale`,
+/// `c = <q, min>`; L2 `= |a - scale ∘ code|²` with `a = q - min`.
+pub struct Sq8Query {
+    a: Vec<f32>,
+    c: f32,
+}
+
+impl Sq8Store {
+    pub fn new(dim: usize, metric: Metric) -> Self {
+        Self {
+            dim,
+            metric,
+            min: Vec::new(),
+            scale: Vec::new(),
+            codes: Vec::new(),
+            k: *kernels(),
+        }
+    }
+
+    pub fn from_parts(dim: usize, metric: Metric, min: Vec<f32>, scale: Vec<f32>, codes: Vec<u8>) -> Self {
+        Self {
+            dim,
+            metric,
+            min,
+            scale,
+            codes,
+            k: *kernels(),
+        }
+    }
+
+    pub fn trained(&self) -> bool {
+        self.min.len() == self.dim
+    }
+
+    /// Set the per-dimension range from the rows of `rows` (min/max over them, after scaling
+    /// each row to unit norm when `normalize`).
+    pub fn train(&mut self, rows: &[f32], normalize: bool) {
+        let d = self.dim;
+        let mut lo = vec![f32::INFINITY; d];
+        let mut hi = vec![f32::NEG_INFINITY; d];
+        let mut buf = Vec::with_capacity(d);
+        for r in rows.chunks_exact(d) {
+            let r = row_maybe_normalized(r, normalize, &mut buf);
+            for j in 0..d {
+                lo[j] = lo[j].min(r[j]);
+                hi[j] = hi[j].max(r[j]);
+            }
+        }
+        if rows.is_empty() {
+            lo.fill(0.0);
+            hi.fill(0.0);
+        }
+        self.scale = lo.iter().zip(&hi).map(|(l, h)| (h - l) / 255.0).collect();
+        self.min = lo;
+    }
+
+    /// Grow the trained range to cover `rows`, re-encoding the codes already stored in the wider
+    /// range (so a small first batch does not clamp everything added later).
+    #[allow(clippy::needless_range_loop)] // three parallel per-dimension arrays
+    fn widen(&mut self, rows: &[f32], normalize: bool) {
+        let d = self.dim;
+        let mut lo = self.min.clone();
+        let mut hi: Vec<f32> = self
+            .min
+            .iter()
+            .zip(&self.scale)
+            .map(|(m, s)| m + 255.0 * s)
+            .collect();
+        let mut buf = Vec::with_capacity(d);
+        for r in rows.chunks_exact(d) {
+            let r = row_maybe_normalized(r, normalize, &mut buf);
+            for j in 0..d {
+                lo[j] = lo[j].min(r[j]);
+                hi[j] = hi[j].max(r[j]);
+            }
+        }
+        let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| (h - l) / 255.0).collect();
+        if lo == self.min && scale == self.scale {
+            return;
+        }
+        for c in self.codes.chunks_exact_mut(d) {
+            for j in 0..d {
+                let x = self.min[j] + self.scale[j] * c[j] as f32;
+                c[j] = encode(x, lo[j], scale[j]);
+            }
+        }
+        self.min = lo;
+        self.scale = scale;
+    }
+
+    #[inline(always)]
+    fn code(&self, i: u32) -> &[u8] {
+        let s = i as usize * self.dim;
+        &self.codes[s..s + self.dim]
+    }
+}
+
+impl VectorStore for Sq8Store {
+    type Query = Sq8Query;
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn len(&self) -> usize {
+        self.codes.len() / self.dim.max(1)
+    }
+
+    fn prepare(&self, q: &[f32]) -> Sq8Query {
+        match self.metric {
+            Metric::L2 => Sq8Query {
+                a: q.iter().zip(&self.min).map(|(x, m)| x - m).collect(),
+                c: 0.0,
+            },
+            Metric::Ip | Metric::Cosine => Sq8Query {
+                a: q.iter().zip(&self.scale).map(|(x, s)| x * s).collect(),
+                c: q.iter().zip(&self.min).map(|(x, m)| x * m).sum(),
+            },
+        }
+    }
+
+    #[inline(always)]
+    fn dist(&self, q: &Sq8Query, i: u32) -> f32 {
+        match self.metric {
+            Metric::L2 => (self.k.l2_u8)(&q.a, &self.scale, self.code(i)),
+            Metric::Ip | Metric::Cosine => -(q.c + (self.k.dot_u8)(&q.a, self.code(i))),
+        }
+    }
+
+    const DIRECT_PAIRS: bool = false;
+
+    fn dist_stored(&self, a: u32, b: u32) -> f32 {
+        let (ca, cb) = (self.code(a), self.code(b));
+        let mut t = 0f32;
+        for j in 0..self.dim {
+            let (m, s) = (self.min[j], self.scale[j]);
+            let (x, y) = (m + s * ca[j] as f32, m + s * cb[j] as f32);
+            t += match self.metric {
+                Metric::L2 => (x - y) * (x - y),
+                Metric::Ip | Metric::Cosine => -x * y,
+            };
+        }
+        t
+    }
+
+    fn decode(&self, i: u32, out: &mut Vec<f32>) {
+        out.clear();
+        let c = self.code(i);
+        out.extend((0..self.dim).map(|j| self.min[j] + self.scale[j] * c[j] as f32));
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, i: u32) {
+        let p = self.codes.as_ptr().wrapping_add(i as usize * self.dim);
+        for line in 0..self.dim.div_ceil(64).min(4) {
+            prefetch(p.wrapping_add(line * 64));
+        }
+    }
+
+    fn extend(&mut self, rows: &[f32], normalize: bool) {
+        if rows.is_empty() {
+            return;
+        }
+        if !self.trained() {
+            self.train(rows, normalize);
+        } else {
+            self.widen(rows, normalize);
+        }
+        self.codes.reserve_exact(rows.len());
+        let mut buf = Vec::with_capacity(self.dim);
+        for r in rows.chunks_exact(self.dim) {
+            let r = row_maybe_normalized(r, normalize, &mut buf);
+            for ((x, m), sc) in r.iter().zip(&self.min).zip(&self.scale) {
+                self.codes.push(encode(*x, *m, *sc));
+            }
+        }
+    }
+
+    fn gather(&self, keep: &[u32]) -> Self {
+        let mut codes = Vec::with_capacity(keep.len() * self.dim);
+        for &i in keep {
+            codes.extend_from_slice(self.code(i));
+        }
+        Self::from_parts(self.dim, self.metric, self.min.clone(), self.scale.clone(), codes)
+    }
+
+    fn memory_usage(&self) -> usize {
+        self.codes.capacity() + (self.min.capacity() + self.scale.capacity()) * 4
+    }
+}
+
+/// Scale `r` to unit L2 norm (a zero row stays zero).
+pub fn normalize_in_place(r: &mut [f32]) {
+    let n = r.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
+    if n > 0.0 {
+        let inv = (1.0 / n) as f32;
+        r.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+/// `r` itself, or a unit-norm copy of it in `buf` when `normalize`.
+pub fn row_maybe_normalized<'a>(r: &'a [f32], normalize: bool, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    if normalize {
+        buf.clear();
+        buf.extend_from_slice(r);
+        normalize_in_place(buf);
+        buf
+    } else {
+        r
+    }
+}
+
+/// The SQ8 code of `x` in the range starting at `min` with step `scale` (clamped to 0..=255).
+#[inline(always)]
+fn encode(x: f32, min: f32, scale: f32) -> u8 {
+    let c = if scale > 0.0 {
+        ((x - min) / scale).round()
+    } else {
+        0.0
+    };
+    c.clamp(0.0, 255.0) as u8
+}
