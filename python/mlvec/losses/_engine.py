@@ -38,13 +38,13 @@ Tensors = tuple[torch.Tensor, ...]
 
 
 class Scorer:
-    """Raw similarities of a row tile against a column tile, and their backward.
+    """Logits of a row tile against a column tile, and their backward.
 
     ``rows`` / ``cols`` are tuples whose first tensor is the one that receives gradients.
-    ``sim`` returns ``(sim_rows, sim_cols, cache)``: ``sim_rows`` feeds the row-wise softmax,
-    ``sim_cols`` the column-wise one (the same tensor when ``shared``). ``backward`` returns the
-    gradients (in ``grad_dtype``) of ``sum(g_rows * sim_rows) + sum(g_cols * sim_cols)`` with
-    respect to ``rows[0]`` and ``cols[0]``.
+    ``logits(rows, cols, scale, bias, need_grad)`` returns ``(logits_rows, logits_cols, cache)``:
+    ``logits_rows`` feeds the row-wise softmax, ``logits_cols`` the column-wise one (``None`` when
+    ``shared``: the same matrix). ``backward(rows, cols, g_rows, g_cols, cache, scale)`` gets the
+    loss gradient w.r.t. those logits and returns ``(d rows[0], d cols[0], d scale)``.
     """
 
     shared: bool = True
@@ -52,12 +52,20 @@ class Scorer:
     grad_dtype: torch.dtype = torch.float32
     default_tile: int = 1024
 
-    def sim(self, rows: Tensors, cols: Tensors, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def logits(
+        self, rows: Tensors, cols: Tensors, scale: float, bias: float, need_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
         raise NotImplementedError
 
     def backward(
-        self, rows: Tensors, cols: Tensors, g_rows: torch.Tensor, g_cols: torch.Tensor | None, cache: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        rows: Tensors,
+        cols: Tensors,
+        g_rows: torch.Tensor,
+        g_cols: torch.Tensor | None,
+        cache: Any,
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
         raise NotImplementedError
 
 
@@ -131,14 +139,6 @@ def _col_blocks(pb: Problem, cols: Tensors) -> Iterator[tuple[int, Tensors]]:
             cur = tuple(ring.wait())
 
 
-def _lse_update(m: torch.Tensor, s: torch.Tensor, tile_max: torch.Tensor, tile_sumexp_at: Any) -> None:
-    """Online log-sum-exp: fold a tile into running (max ``m``, sum ``s`` of exp(x - m))."""
-    new_m = torch.maximum(m, tile_max)
-    safe = torch.where(torch.isfinite(new_m), new_m, torch.zeros_like(new_m))
-    s.mul_(torch.exp(m - safe).nan_to_num_(0.0)).add_(tile_sumexp_at(safe))
-    m.copy_(new_m)
-
-
 def _softplus(x: torch.Tensor) -> torch.Tensor:
     # Exact everywhere (torch's softplus switches to the identity above a threshold).
     return x.clamp(min=0).add_(torch.log1p(torch.exp(-x.abs())))
@@ -168,8 +168,9 @@ class TiledLoss(torch.autograd.Function):
         w = pb.comm.world
         out_rows = [None] * len(rows)
         out_cols = [None] * len(cols)
-        out_rows[0] = (d_rows * (g * w)).to(rows[0].dtype)
-        out_cols[0] = (d_cols * (g * w)).to(cols[0].dtype)
+        # In place: the gradients are O(B * d) and the peak memory is what this module is for.
+        out_rows[0] = d_rows.mul_(g * w).to(rows[0].dtype)
+        out_cols[0] = d_cols.mul_(g * w).to(cols[0].dtype)
         gs = torch.full_like(scale, d_scale * g)
         gb = torch.full_like(bias, d_bias * g)
         return (None, gs, gb, *out_rows, *out_cols)
@@ -206,12 +207,10 @@ def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: floa
     if not sigmoid:
         _weights(pb, pairs, cd, device)
         w_r, inv_n = pb.saved["w_r"], pb.saved["inv_n"]
-        m_r = torch.full((n_a,), -math.inf, dtype=cd, device=device)
-        s_r = torch.zeros(n_a, dtype=cd, device=device)
+        lse_r = torch.full((n_a,), -math.inf, dtype=cd, device=device)
     if sym:
         w_c, inv_q = pb.saved["w_c"], pb.saved["inv_q"]
-        m_c = torch.full((nb_glob,), -math.inf, dtype=cd, device=device)
-        s_c = torch.zeros(nb_glob, dtype=cd, device=device)
+        lse_c = torch.full((nb_glob,), -math.inf, dtype=cd, device=device)
     total = 0.0
     T = pb.tile
     for c0, block in _col_blocks(pb, cols):
@@ -219,50 +218,51 @@ def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: floa
         for j0 in range(0, nb, T):
             j1 = min(j0 + T, nb)
             ct = _slice(block, j0, j1)
+            g0, g1 = c0 + j0, c0 + j1
             for i0 in range(0, n_a, T):
                 i1 = min(i0 + T, n_a)
-                sim_r, sim_c, _ = sc.sim(_slice(rows, i0, i1), ct, False)
-                lr = sim_r * scale + bias
-                pr, pc = pairs.in_tile(i0, i1, c0 + j0, c0 + j1)
+                lr, lc, _ = sc.logits(_slice(rows, i0, i1), ct, scale, bias, False)
+                pr, pc = pairs.in_tile(i0, i1, g0, g1)
                 if sigmoid:
                     total += float(_softplus(lr).sum(dtype=torch.float64))
-                    total -= float(lr[pr, pc - c0 - j0].sum(dtype=torch.float64))
+                    total -= float(lr[pr, pc - g0].sum(dtype=torch.float64))
                     continue
-                _lse_update(
-                    m_r[i0:i1], s_r[i0:i1], lr.amax(1), lambda m, x=lr: torch.exp(x - m[:, None]).sum(1)
-                )
+                # Online log-sum-exp over column tiles (rows) and over row tiles (columns).
+                torch.logaddexp(lse_r[i0:i1], torch.logsumexp(lr, 1), out=lse_r[i0:i1])
                 wr = w_r[i0:i1]
                 coef = wr[pr] * inv_n[i0:i1][pr] * (1.0 - eps)
-                total -= float((lr[pr, pc - c0 - j0] * coef).sum(dtype=torch.float64))
+                total -= float((lr[pr, pc - g0] * coef).sum(dtype=torch.float64))
                 if eps:
                     total -= eps / nb_glob * float((lr.sum(1) * wr).sum(dtype=torch.float64))
                 if sym:
-                    lc = lr if sc.shared else sim_c * scale + bias
-                    g0, g1 = c0 + j0, c0 + j1
-                    _lse_update(
-                        m_c[g0:g1], s_c[g0:g1], lc.amax(0), lambda m, x=lc: torch.exp(x - m[None, :]).sum(0)
-                    )
+                    lc = lr if lc is None else lc
+                    torch.logaddexp(lse_c[g0:g1], torch.logsumexp(lc, 0), out=lse_c[g0:g1])
                     coef = w_c[pc] * inv_q[pc] * (1.0 - eps)
-                    total -= float((lc[pr, pc - c0 - j0] * coef).sum(dtype=torch.float64))
+                    total -= float((lc[pr, pc - g0] * coef).sum(dtype=torch.float64))
                     if eps:
                         total -= eps / na_glob * float((lc.sum(0) * w_c[g0:g1]).sum(dtype=torch.float64))
     if sigmoid:
         total /= na_glob
     else:
-        lse_r = m_r + torch.log(s_r)
         pb.saved["lse_r"] = lse_r
         total += float((lse_r * w_r).sum(dtype=torch.float64))
         if sym:
-            # Combine every rank's partial column statistics into the global log-sum-exp.
+            # Combine every rank's partial column log-sum-exps into the global one.
             if pb.comm.distributed:
-                m_loc = m_c.clone()
-                all_reduce_(pb.comm, m_c, "max")
-                s_c.mul_(torch.exp(m_loc - m_c).nan_to_num_(0.0))
-                all_reduce_(pb.comm, s_c)
-            lse_c = m_c + torch.log(s_c)
+                m = lse_c.clone()
+                all_reduce_(pb.comm, m, "max")
+                safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+                part = torch.exp(lse_c - safe)
+                all_reduce_(pb.comm, part)
+                lse_c = safe + torch.log(part)
             pb.saved["lse_c"] = lse_c
             lo, hi = pb.offsets_b[pb.comm.rank], pb.offsets_b[pb.comm.rank + 1]
             total += float((lse_c[lo:hi] * w_c[lo:hi]).sum(dtype=torch.float64))
+        # Fold the weights into the saved log-sum-exps: backward's softmax times weight is then
+        # one exp of (logit - shifted lse); a zero weight becomes a +inf shift, i.e. exactly 0.
+        pb.saved["shift_r"] = lse_r - torch.log(w_r)
+        if sym:
+            pb.saved["shift_c"] = pb.saved["lse_c"] - torch.log(w_c)
     t = torch.tensor([total], dtype=torch.float64)
     all_reduce_(pb.comm, t)
     return float(t)
@@ -270,44 +270,40 @@ def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: floa
 
 def _tile_grads(
     pb: Problem,
-    sim_r: torch.Tensor,
-    sim_c: torch.Tensor,
-    scale: float,
-    bias: float,
+    lr: torch.Tensor,
+    lc: torch.Tensor | None,
     i0: int,
     i1: int,
     g0: int,
     g1: int,
     pr: torch.Tensor,
     pc: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Gradient of the loss w.r.t. the tile's row logits and (if separate) column logits."""
+) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """Loss gradient w.r.t. the tile's row logits and (if separate) column logits, and the
+    tile's share of d(loss)/d(bias). Overwrites ``lr`` / ``lc``."""
     sv = pb.saved
     eps = pb.smoothing
     na_glob, nb_glob = sum(pb.sizes_a), sum(pb.sizes_b)
-    lr = sim_r * scale + bias
     if pb.kind == "sigmoid":
-        gr = torch.sigmoid(lr).div_(na_glob)
+        gr = torch.sigmoid_(lr).div_(na_glob)
         gr[pr, pc - g0] -= 1.0 / na_glob
-        return gr, None
+        return gr, None, float(gr.sum(dtype=torch.float64))
+    gc = None
+    if pb.symmetric:
+        src = lr if lc is None else lc
+        gc = torch.sub(src, sv["shift_c"][None, g0:g1]).exp_()
+        if eps:
+            gc.sub_((eps / na_glob) * sv["w_c"][None, g0:g1])
+        gc.index_put_((pr, pc - g0), -(sv["w_c"][pc] * sv["inv_q"][pc] * (1.0 - eps)), accumulate=True)
     wr = sv["w_r"][i0:i1]
-    gr = torch.exp(lr - sv["lse_r"][i0:i1, None])
+    gr = lr.sub_(sv["shift_r"][i0:i1, None]).exp_()
     if eps:
-        gr.sub_(eps / nb_glob)
-    gr.mul_(wr[:, None])
+        gr.sub_((eps / nb_glob) * wr[:, None])
     gr.index_put_((pr, pc - g0), -(wr[pr] * sv["inv_n"][i0:i1][pr] * (1.0 - eps)), accumulate=True)
-    if not pb.symmetric:
-        return gr, None
-    lc = lr if pb.scorer.shared else sim_c * scale + bias
-    wc = sv["w_c"][g0:g1]
-    gc = torch.exp(lc - sv["lse_c"][None, g0:g1])
-    if eps:
-        gc.sub_(eps / na_glob)
-    gc.mul_(wc[None, :])
-    gc.index_put_((pr, pc - g0), -(sv["w_c"][pc] * sv["inv_q"][pc] * (1.0 - eps)), accumulate=True)
-    if pb.scorer.shared:
-        return gr.add_(gc), None
-    return gr, gc
+    # Softmax gradients sum to zero in every row and column: the bias cancels exactly.
+    if gc is not None and lc is None:
+        return gr.add_(gc), None, 0.0
+    return gr, gc, 0.0
 
 
 def _backward(
@@ -329,15 +325,12 @@ def _backward(
             for i0 in range(0, n_a, T):
                 i1 = min(i0 + T, n_a)
                 rt = _slice(rows, i0, i1)
-                sim_r, sim_c, cache = sc.sim(rt, ct, True)
+                lr, lc, cache = sc.logits(rt, ct, scale, bias, True)
                 pr, pc = pairs.in_tile(i0, i1, c0 + j0, c0 + j1)
-                gr, gc = _tile_grads(pb, sim_r, sim_c, scale, bias, i0, i1, c0 + j0, c0 + j1, pr, pc)
-                acc["scale"] += float((gr * sim_r).sum(dtype=torch.float64))
-                acc["bias"] += float(gr.sum(dtype=torch.float64))
-                if gc is not None:
-                    acc["scale"] += float((gc * sim_c).sum(dtype=torch.float64))
-                    acc["bias"] += float(gc.sum(dtype=torch.float64))
-                da, db = sc.backward(rt, ct, gr.mul_(scale), None if gc is None else gc.mul_(scale), cache)
+                gr, gc, dbias = _tile_grads(pb, lr, lc, i0, i1, c0 + j0, c0 + j1, pr, pc)
+                da, db, dscale = sc.backward(rt, ct, gr, gc, cache, scale)
+                acc["scale"] += dscale
+                acc["bias"] += dbias
                 d_rows[i0:i1] += da
                 d_block[j0:j1] += db
 
@@ -348,7 +341,7 @@ def _backward(
         if comm.distributed:
             all_reduce_(comm, d_full)
             lo, hi = pb.offsets_b[comm.rank], pb.offsets_b[comm.rank + 1]
-            d_full = d_full[lo:hi]
+            d_full = d_full[lo:hi].clone()  # let the full buffer go
         d_cols = d_full
     else:
         # Ring: each column block travels with the gradient accumulated for it so far; after W

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -25,12 +23,19 @@ class DenseScorer(Scorer):
         self.compute_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         self.grad_dtype = self.compute_dtype
 
-    def sim(self, rows: Tensors, cols: Tensors, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        s = rows[0] @ cols[0].T
-        return s, s, None
+    def logits(self, rows: Tensors, cols: Tensors, scale: float, bias: float, need_grad: bool):
+        # The scale goes on the (tile x d) rows, not on the (tile x tile) product.
+        lg = (rows[0] * scale) @ cols[0].T
+        if bias:
+            lg.add_(bias)
+        return lg, None, None
 
-    def backward(self, rows, cols, g_rows, g_cols, cache):
-        return g_rows @ cols[0], g_rows.T @ rows[0]
+    def backward(self, rows, cols, g_rows, g_cols, cache, scale):
+        g = g_rows if g_cols is None else g_rows.add_(g_cols)
+        gb = g @ cols[0]
+        # d/dscale sum(G * A B^T) = sum(A * (G B)): O(tile * d) instead of another tile^2 pass.
+        d_scale = float((rows[0] * gb).sum(dtype=torch.float64))
+        return gb.mul_(scale), (g.T @ rows[0]).mul_(scale), d_scale
 
 
 def _packed(tokens: torch.Tensor, mask: torch.Tensor | None, bf16: bool):
@@ -96,10 +101,12 @@ class LateInteractionScorer(Scorer):
         else:
             q_arg, d_arg, na, nb = cache
             gq = (g_rows / na[:, None]).to(torch.float32).contiguous().numpy().ravel()
-            gd = (g_cols / nb[None, :]).to(torch.float32).contiguous().numpy().ravel()
+            gd = None
+            if g_cols is not None:
+                gd = (g_cols / nb[None, :]).to(torch.float32).contiguous().numpy().ravel()
             dq, dd = _native.maxsim_backward(
                 qa, qo, qm, da, do, dm, bf16=self.bf16,
-                grad_q2d=gq, q2d_argmax=q_arg, grad_d2q=gd, d2q_argmax=d_arg,
+                grad_q2d=gq, q2d_argmax=q_arg, grad_d2q=gd, d2q_argmax=None if gd is None else d_arg,
             )  # fmt: skip
         return torch.from_numpy(dq).view(ta.shape), torch.from_numpy(dd).view(tb.shape)
 
@@ -115,16 +122,31 @@ class LateInteractionScorer(Scorer):
         d2q = torch.where(mb[None, :, :], d2q_tok, torch.zeros_like(d2q_tok)).sum(2)
         return q2d / ma.sum(1)[:, None], d2q / mb.sum(1)[None, :]
 
-    def sim(self, rows: Tensors, cols: Tensors, need_grad: bool):
+    def logits(self, rows: Tensors, cols: Tensors, scale: float, bias: float, need_grad: bool):
         if self.native:
-            return self._native_sim(rows, cols, need_grad)
-        with torch.no_grad():
-            sim_r, sim_c = self._torch_sims(rows[0], rows[1], cols[0], cols[1])
-        return sim_r, sim_c, None
+            sim_r, sim_c, cache = self._native_sim(rows, cols, need_grad)
+        else:
+            with torch.no_grad():
+                sim_r, sim_c = self._torch_sims(rows[0], rows[1], cols[0], cols[1])
+            cache = None
+        lr = sim_r * scale + bias
+        lc = None if self.shared else sim_c * scale + bias
+        return lr, lc, (sim_r, sim_c, cache)
 
-    def backward(self, rows, cols, g_rows, g_cols, cache):
+    def backward(self, rows, cols, g_rows, g_cols, cache, scale):
+        sim_r, sim_c, inner = cache
+        d_scale = float((g_rows * sim_r).sum(dtype=torch.float64))
+        if g_cols is not None:
+            d_scale += float((g_cols * (sim_r if self.shared else sim_c)).sum(dtype=torch.float64))
+        g_rows = g_rows * scale
+        g_cols = None if g_cols is None else g_cols * scale
         if self.native:
-            return self._native_backward(rows, cols, g_rows, g_cols, cache)
+            da, db = self._native_backward(rows, cols, g_rows, g_cols, inner)
+        else:
+            da, db = self._torch_backward(rows, cols, g_rows, g_cols)
+        return da, db, d_scale
+
+    def _torch_backward(self, rows, cols, g_rows, g_cols):
         ta = rows[0].detach().to(self.compute_dtype).requires_grad_(True)
         tb = cols[0].detach().to(self.compute_dtype).requires_grad_(True)
         with torch.enable_grad():
