@@ -97,6 +97,21 @@ def _dense_filip(ta, ma, tb, mb, s):
     return 0.5 * (F.cross_entropy(s * q2d, y) + F.cross_entropy((s * d2q).T, y))
 
 
+def _report_progress(base: float) -> None:
+    """Print the peak so far to stderr every second, so a run cut short still shows its memory."""
+    import threading
+
+    t0 = time.perf_counter()
+
+    def loop() -> None:
+        while True:
+            time.sleep(1.0)
+            rec = {"extra_mb": _maxrss_mb() - base, "elapsed_s": time.perf_counter() - t0}
+            print("PROGRESS " + json.dumps(rec), file=sys.stderr, flush=True)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def run_case(impl: str, b: int, repeat: int, lq: int, ld: int, dim: int) -> dict:
     import torch
 
@@ -130,6 +145,7 @@ def run_case(impl: str, b: int, repeat: int, lq: int, ld: int, dim: int) -> dict
 
         params = [a, bb, log_s]
     base = _maxrss_mb()
+    _report_progress(base)
     times, value = [], None
     for _ in range(repeat):
         for p in params:
@@ -195,7 +211,12 @@ def _sub(args: list[str], timeout: float) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), *args]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+        prog = [ln for ln in err.splitlines() if ln.startswith("PROGRESS ")]
+        if prog:
+            last = json.loads(prog[-1][len("PROGRESS ") :])
+            return {"partial": True, "time_s": float("nan"), **last}
         return {"error": f"timed out after {timeout:.0f} s"}
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -210,6 +231,7 @@ def main() -> None:
     ap.add_argument("--skip-filip", action="store_true")
     ap.add_argument("--skip-ring", action="store_true")
     ap.add_argument("--timeout", type=float, default=3600.0, help="per case, seconds")
+    ap.add_argument("--impls", nargs="*", default=None, help=f"subset of {CLIP_IMPLS}")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--B", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--lq", type=int, default=32, help=argparse.SUPPRESS)
@@ -233,6 +255,9 @@ def main() -> None:
     for b in sizes:
         rows = {}
         for impl in CLIP_IMPLS:
+            if args.impls is not None and impl not in args.impls:
+                rows[impl] = {"error": "not run (--impls)"}
+                continue
             need = _need_mb(impl, b)
             if need > 0.8 * _available_mb():
                 rows[impl] = {"error": f"skipped: needs ~{need / 1024:.0f} GB, {_available_mb() / 1024:.0f} GB free"}
@@ -246,8 +271,12 @@ def main() -> None:
                 if "error" in r:
                     print(f"| {b} | {kind} | {impl} | - | - | {r['error']} | |")
                     continue
+                if r.get("partial"):
+                    print(f"| {b} | {kind} | {impl} | > {r['elapsed_s']:.0f} (stopped) | >= {r['extra_mb']:.0f} "
+                          "(peak until stopped) | | |")  # fmt: skip
+                    continue
                 tr = mr = ""
-                if "error" not in ref:
+                if "error" not in ref and not ref.get("partial"):
                     tr = f"{r['time_s'] / ref['time_s']:.2f}x"
                     mr = f"{r['extra_mb'] / max(ref['extra_mb'], 1.0):.1f}x"
                 print(f"| {b} | {kind} | {impl} | {r['time_s']:.2f} | {r['extra_mb']:.0f} | {tr} | {mr} |")
