@@ -228,6 +228,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke test)")
     ap.add_argument("--sizes", type=int, nargs="*", default=None, help="batch sizes (default 4096 16384 65536)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-clip", action="store_true")
     ap.add_argument("--skip-filip", action="store_true")
     ap.add_argument("--skip-ring", action="store_true")
     ap.add_argument("--timeout", type=float, default=3600.0, help="per case, seconds")
@@ -248,6 +249,8 @@ def main() -> None:
         return
 
     sizes = args.sizes or ([256] if args.quick else [4096, 16384, 65536])
+    if args.skip_clip:
+        sizes = []
     repeat = 1 if args.quick else args.repeat
     print(f"# contrastive losses, d={D}, fp32, forward+backward, CPU threads={os.cpu_count()}")
     print("| B | loss | impl | time (s) | peak extra RSS (MB) | time / mlvec | memory / mlvec |")
