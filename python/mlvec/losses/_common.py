@@ -138,7 +138,12 @@ def run(
         bias, err = as_scalar("logit_bias", logit_bias, a)
         if err:
             errors.append(err)
-    tkind, row_pos, err = targets(labels, positives, a.shape[0]) if not errors else (0, None, None)
+    tkind, row_pos, err = _TGT_DIAG, None, None
+    if not errors:
+        try:
+            tkind, row_pos, err = targets(labels, positives, a.shape[0])
+        except (TypeError, ValueError) as e:  # e.g. a positives list holding non-integers
+            err = f"labels/positives: {e}"
     if err:
         errors.append(err)
     n_a = a.shape[0] if isinstance(a, torch.Tensor) and a.dim() > 0 else 0

@@ -13,6 +13,8 @@ from mlvec.losses._scorers import DenseScorer
 
 def _dense_inputs(features_a: torch.Tensor, features_b: torch.Tensor) -> tuple[Any, Any, list]:
     errs = [check_features("features_a", features_a, 2), check_features("features_b", features_b, 2)]
+    if not any(errs) and features_a.dtype != features_b.dtype:
+        errs.append(f"features_a and features_b: dtypes differ ({features_a.dtype} vs {features_b.dtype})")
     if any(errs):
         return features_a, features_b, errs
     cd = torch.float64 if features_a.dtype == torch.float64 else torch.float32

@@ -34,7 +34,7 @@ def _late(mode, a, ma, b, mb, names, logit_scale, logit_bias, labels, positives,
           label_smoothing, group, strategy, tile_size):  # fmt: skip
     a, ma, ea = _token_inputs(names[0], a, ma)
     b, mb, eb = _token_inputs(names[1], b, mb)
-    lengths = [a.shape[1] if a.dim() == 3 else 0, b.shape[1] if b.dim() == 3 else 0]
+    lengths = [t.shape[1] if isinstance(t, torch.Tensor) and t.dim() == 3 else 0 for t in (a, b)]
     return run(
         scorer_factory=lambda dtype, device: LateInteractionScorer(mode, dtype, device),
         kind="softmax",
