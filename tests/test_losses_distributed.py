@@ -29,7 +29,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn(fn, world: int, *args, timeout: float = 120.0) -> None:
+def spawn(fn, world: int, *args, timeout: float = 400.0) -> None:
     """Run ``fn(rank, world, port, *args)`` in ``world`` spawned processes; fail (not hang) on timeout."""
     port = _free_port()
     ctx = mp.start_processes(fn, args=(world, port, *args), nprocs=world, join=False, start_method="spawn")
@@ -209,7 +209,7 @@ def _openclip_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 def two_rank_results(tmp_path_factory):
     pytest.importorskip("open_clip")
     out = tmp_path_factory.mktemp("two_ranks")
-    spawn(_openclip_worker, 2, str(out), timeout=120)
+    spawn(_openclip_worker, 2, str(out), timeout=400)
     return out
 
 
