@@ -305,8 +305,12 @@ def main() -> None:
                 if "error" in r:
                     print(f"| {b} | {impl} | - | - | {r['error']} | |")
                     continue
-                tr = f"{r['time_s'] / ref['time_s']:.2f}x" if "error" not in ref else ""
-                mr = f"{r['extra_mb'] / max(ref['extra_mb'], 1.0):.1f}x" if "error" not in ref else ""
+                if r.get("partial"):
+                    print(f"| {b} | {impl} | > {r['elapsed_s']:.0f} (stopped) | >= {r['extra_mb']:.0f} | | |")
+                    continue
+                ok = "error" not in ref and not ref.get("partial")
+                tr = f"{r['time_s'] / ref['time_s']:.2f}x" if ok else ""
+                mr = f"{r['extra_mb'] / max(ref['extra_mb'], 1.0):.1f}x" if ok else ""
                 print(f"| {b} | {impl} | {r['time_s']:.2f} | {r['extra_mb']:.0f} | {tr} | {mr} |")
         sys.stdout.flush()
 
