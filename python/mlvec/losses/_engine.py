@@ -1,0 +1,367 @@
+"""The tiled, exact contrastive objective shared by every loss in :mod:`mlvec.losses`.
+
+A *scorer* turns a tile of rows (side A) and a tile of columns (side B) into raw similarities;
+the engine turns them into logits ``scale * sim + bias`` and computes, without ever holding more
+than one ``tile x tile`` block:
+
+- ``"softmax"`` (InfoNCE): an online log-sum-exp over column tiles for every row and, when
+  symmetric, over row tiles for every column; positive and label-smoothing terms are picked up
+  per tile from a sparse list of positive pairs;
+- ``"sigmoid"`` (SigLIP): ``sum softplus(logits) - sum_{positives} logits``, no statistics.
+
+Backward recomputes each tile and forms its logit gradient from the saved per-row and per-column
+log-sum-exps (O(B) floats), so memory stays O(B * d + tile^2).
+
+Sharding: rank ``r`` owns rows ``A_r`` and columns ``B_r``. It computes the tiles ``A_r x B``
+(columns reach it by all-gather, or block by block around a ring), and the column statistics
+are combined across ranks with two small all-reduces. In backward the column gradients go back
+to their owners (all-reduce, or travelling with their block around the ring).
+
+Gradient convention: the value returned on every rank is the global loss ``L`` (identical on
+all ranks). The gradient of every local feature is ``W * dL/dx`` and that of ``logit_scale`` /
+``logit_bias`` is ``dL/d(scale)`` on every rank, so after DDP averages parameter gradients over
+the ``W`` ranks each parameter holds exactly the gradient of ``L``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mlvec.losses._dist import Comm, RingPass, all_gather_rows, all_reduce_
+
+Tensors = tuple[torch.Tensor, ...]
+
+
+class Scorer:
+    """Logits of a row tile against a column tile, and their backward.
+
+    ``rows`` / ``cols`` are tuples whose first tensor is the one that receives gradients.
+    ``logits(rows, cols, scale, bias, need_grad)`` returns ``(logits_rows, logits_cols, cache)``:
+    ``logits_rows`` feeds the row-wise softmax, ``logits_cols`` the column-wise one (``None`` when
+    ``shared``: the same matrix). ``backward(rows, cols, g_rows, g_cols, cache, scale)`` gets the
+    loss gradient w.r.t. those logits and returns ``(d rows[0], d cols[0], d scale)``.
+    """
+
+    shared: bool = True
+    compute_dtype: torch.dtype = torch.float32
+    grad_dtype: torch.dtype = torch.float32
+    default_tile: int = 1024
+
+    def logits(
+        self, rows: Tensors, cols: Tensors, scale: float, bias: float, need_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+        raise NotImplementedError
+
+    def backward(
+        self,
+        rows: Tensors,
+        cols: Tensors,
+        g_rows: torch.Tensor,
+        g_cols: torch.Tensor | None,
+        cache: Any,
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        raise NotImplementedError
+
+
+@dataclass
+class Problem:
+    """Everything about one loss call that is not a differentiable input."""
+
+    scorer: Scorer
+    kind: str  # "softmax" | "sigmoid"
+    symmetric: bool
+    smoothing: float
+    comm: Comm
+    strategy: str
+    sizes_a: list[int]
+    sizes_b: list[int]
+    row_pos: torch.Tensor  # [n_a_local, P] global column indices, -1 = padding
+    tile: int
+    n_rows_tensors: int
+    # filled by the engine
+    saved: dict = field(default_factory=dict)
+
+    @property
+    def offsets_b(self) -> list[int]:
+        out = [0]
+        for n in self.sizes_b:
+            out.append(out[-1] + n)
+        return out
+
+
+def _slice(ts: Tensors, i0: int, i1: int) -> Tensors:
+    return tuple(t[i0:i1] for t in ts)
+
+
+class _Pairs:
+    """The positive pairs of the local rows, sorted by row: ``(row, global col, multiplicity 1)``."""
+
+    def __init__(self, row_pos: torch.Tensor):
+        valid = row_pos >= 0
+        r, p = valid.nonzero(as_tuple=True)
+        self.rows = r
+        self.cols = row_pos[r, p]
+        self.count = valid.sum(1)
+
+    def in_tile(self, i0: int, i1: int, j0: int, j1: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lo = int(torch.searchsorted(self.rows, i0))
+        hi = int(torch.searchsorted(self.rows, i1))
+        r, c = self.rows[lo:hi], self.cols[lo:hi]
+        keep = (c >= j0) & (c < j1)
+        return r[keep] - i0, c[keep]
+
+
+def _col_blocks(pb: Problem, cols: Tensors) -> Iterator[tuple[int, Tensors]]:
+    """Column blocks ``(global offset, tensors)`` this rank visits, in order."""
+    comm = pb.comm
+    if not comm.distributed:
+        yield 0, cols
+        return
+    if pb.strategy == "all_gather":
+        yield 0, tuple(all_gather_rows(comm, t, pb.sizes_b) for t in cols)
+        return
+    ring = RingPass(comm)
+    offs = pb.offsets_b
+    cur = cols
+    for k in range(comm.world):
+        src = (comm.rank - k) % comm.world
+        last = k == comm.world - 1
+        if not last:
+            ring.start(cur, pb.sizes_b[(comm.rank - k - 1) % comm.world])
+        yield offs[src], cur
+        if not last:
+            cur = tuple(ring.wait())
+
+
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    # Exact everywhere (torch's softplus switches to the identity above a threshold).
+    return x.clamp(min=0).add_(torch.log1p(torch.exp(-x.abs())))
+
+
+class TiledLoss(torch.autograd.Function):
+    """``apply(problem, scale, bias, *rows, *cols) -> loss`` (a 0-dim tensor)."""
+
+    @staticmethod
+    def forward(ctx, pb: Problem, scale: torch.Tensor, bias: torch.Tensor, *tensors: torch.Tensor):
+        rows, cols = tensors[: pb.n_rows_tensors], tensors[pb.n_rows_tensors :]
+        sv, bv = float(scale.detach().reshape(())), float(bias.detach().reshape(()))
+        loss = _forward(pb, rows, cols, sv, bv)
+        ctx.pb = pb
+        ctx.scale_val, ctx.bias_val = sv, bv
+        ctx.save_for_backward(scale, bias, *tensors)
+        return torch.tensor(loss, dtype=scale.dtype, device=scale.device)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        pb: Problem = ctx.pb
+        saved = ctx.saved_tensors
+        scale, bias, tensors = saved[0], saved[1], saved[2:]
+        rows, cols = tensors[: pb.n_rows_tensors], tensors[pb.n_rows_tensors :]
+        g = float(grad_out)
+        d_rows, d_cols, d_scale, d_bias = _backward(pb, rows, cols, ctx.scale_val, ctx.bias_val)
+        w = pb.comm.world
+        out_rows = [None] * len(rows)
+        out_cols = [None] * len(cols)
+        # In place: the gradients are O(B * d) and the peak memory is what this module is for.
+        out_rows[0] = d_rows.mul_(g * w).to(rows[0].dtype)
+        out_cols[0] = d_cols.mul_(g * w).to(cols[0].dtype)
+        gs = torch.full_like(scale, d_scale * g)
+        gb = torch.full_like(bias, d_bias * g)
+        return (None, gs, gb, *out_rows, *out_cols)
+
+
+def _weights(pb: Problem, pairs: _Pairs, cd: torch.dtype, device: torch.device) -> None:
+    """Per-row / per-column weights of the softmax objective (needs the global positive counts)."""
+    nb = sum(pb.sizes_b)
+    sv = pb.saved
+    has_pos = (pairs.count > 0).to(cd)
+    n_rows_with_pos = all_reduce_(pb.comm, has_pos.sum().reshape(1).to(torch.float64)).item()
+    half = 0.5 if pb.symmetric else 1.0
+    sv["w_r"] = has_pos * (half / max(n_rows_with_pos, 1.0))
+    sv["inv_n"] = 1.0 / pairs.count.clamp(min=1).to(cd)
+    if pb.symmetric:
+        q = torch.bincount(pairs.cols, minlength=nb).to(torch.float64)
+        all_reduce_(pb.comm, q)
+        n_cols_with_pos = float((q > 0).sum())
+        sv["w_c"] = ((q > 0).to(cd) * (half / max(n_cols_with_pos, 1.0))).to(device)
+        sv["inv_q"] = (1.0 / q.clamp(min=1)).to(cd).to(device)
+
+
+def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: float) -> float:
+    sc = pb.scorer
+    cd = sc.compute_dtype
+    device = rows[0].device
+    n_a = rows[0].shape[0]
+    na_glob, nb_glob = sum(pb.sizes_a), sum(pb.sizes_b)
+    pairs = _Pairs(pb.row_pos.to(device))
+    pb.saved["pairs"] = pairs
+    eps = pb.smoothing
+    sigmoid = pb.kind == "sigmoid"
+    sym = pb.symmetric and not sigmoid
+    if not sigmoid:
+        _weights(pb, pairs, cd, device)
+        w_r, inv_n = pb.saved["w_r"], pb.saved["inv_n"]
+        lse_r = torch.full((n_a,), -math.inf, dtype=cd, device=device)
+    if sym:
+        w_c, inv_q = pb.saved["w_c"], pb.saved["inv_q"]
+        lse_c = torch.full((nb_glob,), -math.inf, dtype=cd, device=device)
+    total = 0.0
+    T = pb.tile
+    for c0, block in _col_blocks(pb, cols):
+        nb = block[0].shape[0]
+        for j0 in range(0, nb, T):
+            j1 = min(j0 + T, nb)
+            ct = _slice(block, j0, j1)
+            g0, g1 = c0 + j0, c0 + j1
+            for i0 in range(0, n_a, T):
+                i1 = min(i0 + T, n_a)
+                lr, lc, _ = sc.logits(_slice(rows, i0, i1), ct, scale, bias, False)
+                pr, pc = pairs.in_tile(i0, i1, g0, g1)
+                if sigmoid:
+                    total += float(_softplus(lr).sum(dtype=torch.float64))
+                    total -= float(lr[pr, pc - g0].sum(dtype=torch.float64))
+                    continue
+                # Online log-sum-exp over column tiles (rows) and over row tiles (columns).
+                torch.logaddexp(lse_r[i0:i1], torch.logsumexp(lr, 1), out=lse_r[i0:i1])
+                wr = w_r[i0:i1]
+                coef = wr[pr] * inv_n[i0:i1][pr] * (1.0 - eps)
+                total -= float((lr[pr, pc - g0] * coef).sum(dtype=torch.float64))
+                if eps:
+                    total -= eps / nb_glob * float((lr.sum(1) * wr).sum(dtype=torch.float64))
+                if sym:
+                    lc = lr if lc is None else lc
+                    torch.logaddexp(lse_c[g0:g1], torch.logsumexp(lc, 0), out=lse_c[g0:g1])
+                    coef = w_c[pc] * inv_q[pc] * (1.0 - eps)
+                    total -= float((lc[pr, pc - g0] * coef).sum(dtype=torch.float64))
+                    if eps:
+                        total -= eps / na_glob * float((lc.sum(0) * w_c[g0:g1]).sum(dtype=torch.float64))
+    if sigmoid:
+        total /= na_glob
+    else:
+        pb.saved["lse_r"] = lse_r
+        total += float((lse_r * w_r).sum(dtype=torch.float64))
+        if sym:
+            # Combine every rank's partial column log-sum-exps into the global one.
+            if pb.comm.distributed:
+                m = lse_c.clone()
+                all_reduce_(pb.comm, m, "max")
+                safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+                part = torch.exp(lse_c - safe)
+                all_reduce_(pb.comm, part)
+                lse_c = safe + torch.log(part)
+            pb.saved["lse_c"] = lse_c
+            lo, hi = pb.offsets_b[pb.comm.rank], pb.offsets_b[pb.comm.rank + 1]
+            total += float((lse_c[lo:hi] * w_c[lo:hi]).sum(dtype=torch.float64))
+        # Fold the weights into the saved log-sum-exps: backward's softmax times weight is then
+        # one exp of (logit - shifted lse); a zero weight becomes a +inf shift, i.e. exactly 0.
+        pb.saved["shift_r"] = lse_r - torch.log(w_r)
+        if sym:
+            pb.saved["shift_c"] = pb.saved["lse_c"] - torch.log(w_c)
+    t = torch.tensor([total], dtype=torch.float64)
+    all_reduce_(pb.comm, t)
+    return float(t)
+
+
+def _tile_grads(
+    pb: Problem,
+    lr: torch.Tensor,
+    lc: torch.Tensor | None,
+    i0: int,
+    i1: int,
+    g0: int,
+    g1: int,
+    pr: torch.Tensor,
+    pc: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """Loss gradient w.r.t. the tile's row logits and (if separate) column logits, and the
+    tile's share of d(loss)/d(bias). Overwrites ``lr`` / ``lc``."""
+    sv = pb.saved
+    eps = pb.smoothing
+    na_glob, nb_glob = sum(pb.sizes_a), sum(pb.sizes_b)
+    if pb.kind == "sigmoid":
+        gr = torch.sigmoid_(lr).div_(na_glob)
+        gr[pr, pc - g0] -= 1.0 / na_glob
+        return gr, None, float(gr.sum(dtype=torch.float64))
+    gc = None
+    if pb.symmetric:
+        src = lr if lc is None else lc
+        gc = torch.sub(src, sv["shift_c"][None, g0:g1]).exp_()
+        if eps:
+            gc.sub_((eps / na_glob) * sv["w_c"][None, g0:g1])
+        gc.index_put_((pr, pc - g0), -(sv["w_c"][pc] * sv["inv_q"][pc] * (1.0 - eps)), accumulate=True)
+    wr = sv["w_r"][i0:i1]
+    gr = lr.sub_(sv["shift_r"][i0:i1, None]).exp_()
+    if eps:
+        gr.sub_((eps / nb_glob) * wr[:, None])
+    gr.index_put_((pr, pc - g0), -(wr[pr] * sv["inv_n"][i0:i1][pr] * (1.0 - eps)), accumulate=True)
+    # Softmax gradients sum to zero in every row and column: the bias cancels exactly.
+    if gc is not None and lc is None:
+        return gr.add_(gc), None, 0.0
+    return gr, gc, 0.0
+
+
+def _backward(
+    pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: float
+) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    sc = pb.scorer
+    comm = pb.comm
+    pairs: _Pairs = pb.saved["pairs"]
+    n_a = rows[0].shape[0]
+    T = pb.tile
+    d_rows = torch.zeros(rows[0].shape, dtype=sc.grad_dtype, device=rows[0].device)
+    acc = {"scale": 0.0, "bias": 0.0}
+
+    def visit(c0: int, block: Tensors, d_block: torch.Tensor) -> None:
+        nb = block[0].shape[0]
+        for j0 in range(0, nb, T):
+            j1 = min(j0 + T, nb)
+            ct = _slice(block, j0, j1)
+            for i0 in range(0, n_a, T):
+                i1 = min(i0 + T, n_a)
+                rt = _slice(rows, i0, i1)
+                lr, lc, cache = sc.logits(rt, ct, scale, bias, True)
+                pr, pc = pairs.in_tile(i0, i1, c0 + j0, c0 + j1)
+                gr, gc, dbias = _tile_grads(pb, lr, lc, i0, i1, c0 + j0, c0 + j1, pr, pc)
+                da, db, dscale = sc.backward(rt, ct, gr, gc, cache, scale)
+                acc["scale"] += dscale
+                acc["bias"] += dbias
+                d_rows[i0:i1] += da
+                d_block[j0:j1] += db
+
+    if not comm.distributed or pb.strategy == "all_gather":
+        full = cols if not comm.distributed else tuple(all_gather_rows(comm, t, pb.sizes_b) for t in cols)
+        d_full = torch.zeros(full[0].shape, dtype=sc.grad_dtype, device=full[0].device)
+        visit(0, full, d_full)
+        if comm.distributed:
+            all_reduce_(comm, d_full)
+            lo, hi = pb.offsets_b[comm.rank], pb.offsets_b[comm.rank + 1]
+            d_full = d_full[lo:hi].clone()  # let the full buffer go
+        d_cols = d_full
+    else:
+        # Ring: each column block travels with the gradient accumulated for it so far; after W
+        # hops the gradient arrives back at the block's owner.
+        ring, gring = RingPass(comm), RingPass(comm)
+        offs = pb.offsets_b
+        cur = cols
+        g_cur = torch.zeros(cols[0].shape, dtype=sc.grad_dtype, device=cols[0].device)
+        for k in range(comm.world):
+            src = (comm.rank - k) % comm.world
+            nxt_rows = pb.sizes_b[(comm.rank - k - 1) % comm.world]
+            last = k == comm.world - 1
+            if not last:
+                ring.start(cur, nxt_rows)
+            visit(offs[src], cur, g_cur)
+            gring.start([g_cur], nxt_rows)
+            if not last:
+                cur = tuple(ring.wait())
+            (g_cur,) = gring.wait()
+        d_cols = g_cur
+    red = torch.tensor([acc["scale"], acc["bias"]], dtype=torch.float64)
+    all_reduce_(comm, red)
+    return d_rows, d_cols, float(red[0]), float(red[1])

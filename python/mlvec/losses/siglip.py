@@ -1,0 +1,105 @@
+"""SigLIP (sigmoid) loss, exact and tiled, over a (possibly sharded) global batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mlvec.losses._common import run
+from mlvec.losses._scorers import DenseScorer
+from mlvec.losses.clip import _dense_inputs
+
+
+def siglip_loss(
+    features_a: torch.Tensor,
+    features_b: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    logit_bias: torch.Tensor | float | None = None,
+    *,
+    labels: torch.Tensor | None = None,
+    positives: torch.Tensor | list | None = None,
+    group: Any = None,
+    strategy: str = "all_gather",
+    tile_size: int | None = None,
+) -> torch.Tensor:
+    """Exact SigLIP loss ``-(1/B_a) * sum_ij log sigmoid(z_ij * (scale * <a_i, b_j> + bias))``.
+
+    ``z_ij = +1`` for positive pairs (the diagonal by default, or ``labels`` / ``positives`` as in
+    :func:`clip_loss`; positives of a row must be distinct) and ``-1`` otherwise; ``B_a`` is the
+    global number of rows. This is open_clip's ``SigLipLoss`` on the concatenated global batch.
+    ``logit_scale`` is the multiplier (exponentiated, as open_clip passes it). Tiled: memory
+    O(B * d + tile^2). Distributed arguments and gradient convention as in :func:`clip_loss`.
+
+    Args:
+        features_a: ``[B_a, d]`` float32/float16/bfloat16/float64.
+        features_b: ``[B_b, d]`` same dtype and device.
+
+    Returns:
+        A 0-dim tensor.
+
+    Example:
+        >>> import torch, mlvec.losses as L
+        >>> loss = L.siglip_loss(torch.randn(8, 16), torch.randn(8, 16), torch.tensor(10.0), torch.tensor(-10.0))
+    """
+    a, b, errs = _dense_inputs(features_a, features_b)
+    return run(
+        scorer_factory=lambda dtype, device: DenseScorer(dtype),
+        kind="sigmoid",
+        rows=(a,),
+        cols=(b,),
+        names=("features_a", "features_b"),
+        logit_scale=logit_scale,
+        logit_bias=logit_bias,
+        labels=labels,
+        positives=positives,
+        symmetric=False,
+        label_smoothing=0.0,
+        group=group,
+        strategy=strategy,
+        tile_size=tile_size,
+        local_errors=errs,
+    )
+
+
+class SigLipLoss(nn.Module):
+    """Module form of :func:`siglip_loss`, a drop-in for ``open_clip.loss.SigLipLoss``.
+
+    ``forward(image_features, text_features, logit_scale, logit_bias, output_dict=False)`` as in
+    open_clip. With several ranks the value returned is the global loss (open_clip returns each
+    rank's local part); gradients after DDP averaging are the same as open_clip's.
+
+    Example:
+        >>> loss = SigLipLoss()(torch.randn(4, 8), torch.randn(4, 8), torch.tensor(10.0), torch.tensor(-10.0))
+    """
+
+    def __init__(self, *, group: Any = None, strategy: str = "all_gather", tile_size: int | None = None):
+        super().__init__()
+        self.group = group
+        self.strategy = strategy
+        self.tile_size = tile_size
+
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor | float,
+        logit_bias: torch.Tensor | float | None = None,
+        output_dict: bool = False,
+        *,
+        labels: torch.Tensor | None = None,
+        positives: torch.Tensor | list | None = None,
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        loss = siglip_loss(
+            image_features,
+            text_features,
+            logit_scale,
+            logit_bias,
+            labels=labels,
+            positives=positives,
+            group=self.group,
+            strategy=self.strategy,
+            tile_size=self.tile_size,
+        )
+        return {"contrastive_loss": loss} if output_dict else loss
