@@ -2,10 +2,12 @@
 //!
 //! - [`maxsim`]: token-wise late-interaction (ColBERT sum-of-max, FILIP mean-of-max) scoring and
 //!   its gradient, over padded or packed variable-length token sets.
+//! - [`index`]: exact and quantized ANN indexes (Flat, IVF, SQ8, PQ, 4-bit fast-scan, binary).
 //! - [`threads`]: the process-wide thread pool all parallel kernels run on.
 
 pub mod cpu;
 pub mod error;
+pub mod index;
 pub mod maxsim;
 pub mod threads;
 pub mod tokens;
