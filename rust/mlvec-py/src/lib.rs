@@ -3,6 +3,7 @@
 
 mod arrays;
 mod errors;
+mod index;
 mod maxsim;
 
 use errors::IntoPyResult;
@@ -52,5 +53,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda_status, m)?)?;
     m.add_function(wrap_pyfunction!(maxsim::maxsim_forward, m)?)?;
     m.add_function(wrap_pyfunction!(maxsim::maxsim_backward, m)?)?;
+    m.add_class::<index::PyIndex>()?;
     Ok(())
 }
