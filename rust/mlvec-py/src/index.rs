@@ -9,7 +9,7 @@
 use crate::arrays::{contiguous1, describe, FloatSlice, Floats2};
 use crate::errors::IntoPyResult;
 use mlvec_core::index::{metric::Metric, Index, SearchParams};
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::borrow::Cow;
