@@ -204,8 +204,9 @@ class Index:
             queries: ``[nq, dim]`` (or ``[dim]``) float32/float16/bfloat16.
             k: results per query (>= 1; more than stored pads with ``-inf`` / ``-1``).
             nprobe: inverted lists visited (IVF); default ``min(nlist, max(8, nlist // 32))``.
-            rescore: with stored float32 vectors, re-rank ``k * rescore`` candidates exactly
-                (0 disables).
+            rescore: with stored float32 vectors, re-rank ``max(k * rescore, 32)`` candidates
+                exactly (binary codes: 4x as many, skipping those whose error bound rules them
+                out); 0 disables.
             allow_ids: only these ids may be returned (int64 array).
             allow_mask: only ids ``i`` with ``allow_mask[i]`` may be returned (bool array).
 

@@ -99,8 +99,8 @@ enum Prepared {
 pub struct SearchParams {
     /// Inverted lists visited per query (IVF only; clamped to the number of lists).
     pub nprobe: Option<usize>,
-    /// With stored full-precision vectors, `k * rescore` quantized candidates are re-scored
-    /// exactly; 0 disables re-scoring.
+    /// With stored full-precision vectors, `max(k * rescore, 32)` quantized candidates (4× that
+    /// for binary codes, pruned by their error bound) are re-scored exactly; 0 disables it.
     pub rescore: usize,
 }
 
@@ -778,7 +778,7 @@ impl Index {
         let is_bin = matches!(self.codec, Codec::Binary(_));
         let ks = match (&self.codec, rescore) {
             (Codec::Flat, _) => k,
-            (_, true) => k * params.rescore * if is_bin { 4 } else { 1 },
+            (_, true) => (k * params.rescore).max(32) * if is_bin { 4 } else { 1 },
             (Codec::Pq4(_), false) => 4 * k,
             _ => k,
         };
