@@ -31,4 +31,6 @@ def exact(db: np.ndarray, q: np.ndarray, k: int, metric: str = "ip") -> tuple[np
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean fraction of the true top-k present in the found ids."""
     k = truth.shape[1]
-    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / k for f, t in zip(found, truth, strict=True)]))
+    return float(
+        np.mean([len(set(f.tolist()) & set(t.tolist())) / k for f, t in zip(found, truth, strict=True)])
+    )
