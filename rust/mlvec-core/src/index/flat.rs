@@ -169,8 +169,8 @@ mod tests {
         let batch = search(&q, &[], &db, &[], d, Metric::Ip, 5, &all);
         for qi in 0..6 {
             let one = search(&q[qi * d..(qi + 1) * d], &[], &db, &[], d, Metric::Ip, 5, &all);
-            let a: Vec<u32> = batch[qi].clone().into_sorted().iter().map(|x| x.1).collect();
-            let b: Vec<u32> = one[0].clone().into_sorted().iter().map(|x| x.1).collect();
+            let a: Vec<u64> = batch[qi].clone().into_sorted().iter().map(|x| x.1).collect();
+            let b: Vec<u64> = one[0].clone().into_sorted().iter().map(|x| x.1).collect();
             assert_eq!(a, b);
         }
     }

@@ -562,7 +562,8 @@ impl Index {
         }
     }
 
-    /// Scan list `l` into `top` (estimated scores), offering only allowed slots.
+    /// Scan list `l` into `top` (estimated scores, payload `pack(l, pos)`), offering only allowed
+    /// slots.
     #[allow(clippy::too_many_arguments)]
     fn scan_list(
         &self,
@@ -594,7 +595,7 @@ impl Index {
                         let pos = b * fastscan::BLOCK + i;
                         let s = score(base + ql.bias + ql.scale * a as f32, pos);
                         if s >= top.threshold() && ok(list.slots[pos]) {
-                            top.push(s, list.slots[pos]);
+                            top.push(s, pack(l, pos));
                         }
                     }
                 }
@@ -604,7 +605,7 @@ impl Index {
                 for pos in 0..n {
                     let s = score(dot(q, &v[pos * self.dim..(pos + 1) * self.dim]), pos);
                     if s >= top.threshold() && ok(list.slots[pos]) {
-                        top.push(s, list.slots[pos]);
+                        top.push(s, pack(l, pos));
                     }
                 }
             }
@@ -613,7 +614,7 @@ impl Index {
                 for (pos, code) in list.codes.as_slice().chunks_exact(cs).enumerate() {
                     let s = score(base + sq.ip(code), pos);
                     if s >= top.threshold() && ok(list.slots[pos]) {
-                        top.push(s, list.slots[pos]);
+                        top.push(s, pack(l, pos));
                     }
                 }
             }
@@ -622,7 +623,7 @@ impl Index {
                 for (pos, code) in list.codes.as_slice().chunks_exact(cs).enumerate() {
                     let s = score(base + pq::lut_ip8(lut, code), pos);
                     if s >= top.threshold() && ok(list.slots[pos]) {
-                        top.push(s, list.slots[pos]);
+                        top.push(s, pack(l, pos));
                     }
                 }
             }
@@ -633,7 +634,7 @@ impl Index {
                     let (e, _) = bq.ip(code, &aux[pos * binary::AUX..(pos + 1) * binary::AUX]);
                     let s = score(base + e, pos);
                     if s >= top.threshold() && ok(list.slots[pos]) {
-                        top.push(s, list.slots[pos]);
+                        top.push(s, pack(l, pos));
                     }
                 }
             }
@@ -678,20 +679,30 @@ impl Index {
         };
         let nl = self.lists.len();
         let nprobe = params.nprobe.unwrap_or_else(|| self.default_nprobe()).min(nl);
-        let results: Vec<Vec<(f32, u32)>> = crate::threads::install(|| {
+        // Small calls on lists run on the calling thread: concurrent single-query callers then
+        // scale with their own threads instead of queueing on the shared pool.
+        let flat_all = self.spec.codec == CodecSpec::Flat && nl == 1;
+        let inline = nq < 4 && !flat_all && self.len() * nprobe / nl < 200_000;
+        let map_queries = |f: &(dyn Fn(usize) -> Vec<(f32, u32)> + Sync)| -> Vec<Vec<(f32, u32)>> {
+            if inline {
+                (0..nq).map(f).collect()
+            } else {
+                (0..nq).into_par_iter().map(f).collect()
+            }
+        };
+        let body = || {
             // Exact scan of the allowed set when the filter leaves fewer vectors than the
             // probed lists would hold, or too few to fill k from them (recall never collapses).
             if let Some(a) = allow {
                 let scanned = self.len() * nprobe / nl;
                 let hits = a.count() * nprobe / nl;
                 if a.count() <= scanned || hits < 16 * k {
-                    return (0..nq)
-                        .into_par_iter()
-                        .map(|i| self.exact_allowed(&q[i * d..(i + 1) * d], qn2[i], k, params, a))
-                        .collect();
+                    return map_queries(&|i| {
+                        self.exact_allowed(&q[i * d..(i + 1) * d], qn2[i], k, params, a)
+                    });
                 }
             }
-            if self.spec.codec == CodecSpec::Flat && nl == 1 {
+            if flat_all {
                 let l = &self.lists[0];
                 let allow_pos = |pos: u32| allow.is_none_or(|a| a.contains(l.slots[pos as usize]));
                 return flat::search(
@@ -722,23 +733,25 @@ impl Index {
                     cip[i] = dot(&q[i * d..(i + 1) * d], &self.centroids);
                 }
             }
-            let inner = nq < crate::threads::num_threads();
-            (0..nq)
-                .into_par_iter()
-                .map(|i| {
-                    self.search_one(
-                        &q[i * d..(i + 1) * d],
-                        qn2[i],
-                        &cip[i * nl..(i + 1) * nl],
-                        k,
-                        nprobe,
-                        params,
-                        allow,
-                        inner,
-                    )
-                })
-                .collect()
-        });
+            let inner = !inline && nq < crate::threads::num_threads();
+            map_queries(&|i| {
+                self.search_one(
+                    &q[i * d..(i + 1) * d],
+                    qn2[i],
+                    &cip[i * nl..(i + 1) * nl],
+                    k,
+                    nprobe,
+                    params,
+                    allow,
+                    inner,
+                )
+            })
+        };
+        let results: Vec<Vec<(f32, u32)>> = if inline {
+            body()
+        } else {
+            crate::threads::install(body)
+        };
         let mut scores = vec![f32::NEG_INFINITY; nq * k];
         let mut ids = vec![-1i64; nq * k];
         let uid = self.ids.as_slice();
@@ -805,83 +818,48 @@ impl Index {
             }
             t
         };
-        let short = top.into_sorted();
+        let short: Vec<(f32, usize, usize)> = top
+            .into_sorted()
+            .into_iter()
+            .map(|(s, lp)| (s, (lp >> 32) as usize, (lp & 0xFFFF_FFFF) as usize))
+            .collect();
+        let slot = |l: usize, p: usize| self.lists[l].slots[p];
+        let norm = |l: usize, p: usize| {
+            if self.metric == Metric::L2 {
+                self.lists[l].norms.as_slice()[p]
+            } else {
+                0.0
+            }
+        };
         if rescore {
             let raw = self.raw.as_ref().expect("rescore needs vectors");
             let mut out = TopK::new(k);
-            if is_bin {
-                // Skip candidates whose upper bound cannot reach the current k-th exact score.
-                let bounds = self.bounds(&prep, q, &short);
-                for (&(est, slot), ub) in short.iter().zip(bounds) {
-                    let _ = est;
-                    if out.len() == k && self.metric.from_ip(ub, qn2, 0.0) < out.threshold() - 1e-6 {
+            let mut code = Vec::new();
+            for &(_, l, p) in &short {
+                if is_bin && out.len() == k {
+                    // Skip candidates whose upper bound cannot reach the k-th exact score.
+                    let (e, b) = self.estimate(&prep, q, l, p, &mut code);
+                    let ub = self.metric.from_ip(base(l) + e + b, qn2, norm(l, p));
+                    if ub < out.threshold() {
                         continue;
                     }
-                    out.push(raw.score(q, slot as usize), slot);
                 }
-            } else {
-                for &(_, slot) in &short {
-                    out.push(raw.score(q, slot as usize), slot);
-                }
+                let s = slot(l, p);
+                out.push(raw.score(q, s as usize), s);
             }
-            out.into_sorted()
+            slots_of(out)
         } else if let Prepared::Pq4(..) = prep {
             // Re-rank the quantized-table shortlist with the exact float table.
             let mut out = TopK::new(k);
-            let pos = self.positions(&short);
             let mut code = Vec::new();
-            for (&(_, slot), (l, p)) in short.iter().zip(pos) {
+            for &(_, l, p) in &short {
                 let (e, _) = self.estimate(&prep, q, l, p, &mut code);
-                let n = if self.metric == Metric::L2 {
-                    self.lists[l].norms.as_slice()[p]
-                } else {
-                    0.0
-                };
-                out.push(self.metric.from_ip(base(l) + e, qn2, n), slot);
+                out.push(self.metric.from_ip(base(l) + e, qn2, norm(l, p)), slot(l, p));
             }
-            out.into_sorted()
+            slots_of(out)
         } else {
-            short
+            short.into_iter().map(|(sc, l, p)| (sc, slot(l, p))).collect()
         }
-    }
-
-    /// Upper bounds of `<q, x> + ‖x‖²`-free inner products for binary candidates
-    /// (`ip_est + bound`, with the exact squared norm folded in for L2).
-    fn bounds(&self, prep: &Prepared, q: &[f32], short: &[(f32, u32)]) -> Vec<f32> {
-        let pos = self.positions(short);
-        let mut code = Vec::new();
-        pos.into_iter()
-            .map(|(l, p)| {
-                let (e, b) = self.estimate(prep, q, l, p, &mut code);
-                let base = dot(q, &self.centroids[l * self.dim..(l + 1) * self.dim]);
-                let ub = base + e + b;
-                if self.metric == Metric::L2 {
-                    // from_ip(ub', qn2, 0) should equal 2ub - qn2 - ‖x‖²: fold ‖x‖²/2 in.
-                    ub - 0.5 * self.lists[l].norms.as_slice()[p]
-                } else {
-                    ub
-                }
-            })
-            .collect()
-    }
-
-    /// (list, position) of each candidate slot.
-    fn positions(&self, short: &[(f32, u32)]) -> Vec<(usize, usize)> {
-        let want: HashMap<u32, usize> = short.iter().enumerate().map(|(i, &(_, s))| (s, i)).collect();
-        let mut out = vec![(0, 0); short.len()];
-        let mut found = 0;
-        'outer: for (l, list) in self.lists.iter().enumerate() {
-            for (p, s) in list.slots.iter().enumerate() {
-                if let Some(&i) = want.get(s) {
-                    out[i] = (l, p);
-                    found += 1;
-                    if found == short.len() {
-                        break 'outer;
-                    }
-                }
-            }
-        }
-        out
     }
 
     /// Exact top-k over the allowed slots: full-precision vectors when stored, else every
@@ -899,7 +877,7 @@ impl Index {
             for s in a.iter() {
                 top.push(raw.score(q, s as usize), s);
             }
-            return top.into_sorted();
+            return slots_of(top);
         }
         let prep = self.prepare(q);
         let mut code = Vec::new();
@@ -921,7 +899,7 @@ impl Index {
                 }
             }
         }
-        top.into_sorted()
+        slots_of(top)
     }
 
     /// Bytes held by the index's data (codes, vectors, ids, centroids, codebooks; memory-mapped
@@ -1110,6 +1088,20 @@ impl Index {
         }
         Ok(idx)
     }
+}
+
+/// The entries of a slot-keyed selection, best first.
+fn slots_of(t: TopK) -> Vec<(f32, u32)> {
+    t.into_sorted()
+        .into_iter()
+        .map(|(sc, s)| (sc, s as u32))
+        .collect()
+}
+
+/// A (list, position) pair as one top-k payload.
+#[inline]
+fn pack(l: usize, pos: usize) -> u64 {
+    ((l as u64) << 32) | pos as u64
 }
 
 /// A sub-range of a buffer (a narrower view for mapped data, a copy for owned).

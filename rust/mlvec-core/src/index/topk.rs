@@ -1,4 +1,5 @@
-//! Bounded top-k selection: a min-heap of the k best (score, slot) pairs seen so far.
+//! Bounded top-k selection: a min-heap of the k best (score, payload) pairs seen so far
+//! (the payload is a slot number, or a packed (list, position) pair).
 //!
 //! Ties are broken towards the smaller slot number, so results are deterministic whatever the
 //! order in which candidates arrive (parallel scans merge heaps in any order).
@@ -8,11 +9,11 @@
 pub struct TopK {
     k: usize,
     // Min-heap by (score, -slot): the root is the worst kept candidate.
-    heap: Vec<(f32, u32)>,
+    heap: Vec<(f32, u64)>,
 }
 
 #[inline]
-fn worse(a: (f32, u32), b: (f32, u32)) -> bool {
+fn worse(a: (f32, u64), b: (f32, u64)) -> bool {
     a.0 < b.0 || (a.0 == b.0 && a.1 > b.1)
 }
 
@@ -47,8 +48,8 @@ impl TopK {
 
     /// Offer a candidate.
     #[inline]
-    pub fn push(&mut self, score: f32, slot: u32) {
-        let e = (score, slot);
+    pub fn push(&mut self, score: f32, slot: impl Into<u64>) {
+        let e = (score, slot.into());
         if self.heap.len() < self.k {
             self.heap.push(e);
             let mut i = self.heap.len() - 1;
@@ -94,7 +95,7 @@ impl TopK {
     }
 
     /// The held entries, best first.
-    pub fn into_sorted(mut self) -> Vec<(f32, u32)> {
+    pub fn into_sorted(mut self) -> Vec<(f32, u64)> {
         self.heap.sort_by(|a, b| {
             b.0.partial_cmp(&a.0)
                 .unwrap_or(std::cmp::Ordering::Equal)
@@ -115,7 +116,7 @@ mod tests {
         for (i, &s) in scores.iter().enumerate() {
             t.push(s, i as u32);
         }
-        let mut want: Vec<(f32, u32)> = scores.iter().enumerate().map(|(i, &s)| (s, i as u32)).collect();
+        let mut want: Vec<(f32, u64)> = scores.iter().enumerate().map(|(i, &s)| (s, i as u64)).collect();
         want.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
         want.truncate(10);
         assert_eq!(t.into_sorted(), want);
@@ -124,7 +125,7 @@ mod tests {
     #[test]
     fn ties_prefer_small_slots() {
         let mut t = TopK::new(2);
-        for i in (0..5).rev() {
+        for i in (0..5u32).rev() {
             t.push(1.0, i);
         }
         assert_eq!(t.into_sorted(), vec![(1.0, 0), (1.0, 1)]);
