@@ -591,7 +591,19 @@ impl Index {
                 for (b, block) in codes.chunks_exact(bb).enumerate() {
                     fastscan::scan_block(ql, mq, block, &mut acc);
                     let lim = (n - b * fastscan::BLOCK).min(fastscan::BLOCK);
+                    // Without per-vector norms the score is monotone in the u16 sum: reject in
+                    // the integer domain before any float work.
+                    let amin = if lay.norms || top.len() < top_cap(top) {
+                        0u16
+                    } else {
+                        ((top.threshold() - base - ql.bias) / ql.scale)
+                            .floor()
+                            .clamp(0.0, 65535.0) as u16
+                    };
                     for (i, &a) in acc[..lim].iter().enumerate() {
+                        if a < amin {
+                            continue;
+                        }
                         let pos = b * fastscan::BLOCK + i;
                         let s = score(base + ql.bias + ql.scale * a as f32, pos);
                         if s >= top.threshold() && ok(list.slots[pos]) {
@@ -726,8 +738,16 @@ impl Index {
             }
             // Coarse scores of every query against every centroid (one GEMM for batches).
             let mut cip = vec![0f32; nq * nl];
-            if nl > 1 {
+            if nl > 1 && nq >= 8 {
                 flat::ip_matrix(q, &self.centroids, d, &mut cip);
+            } else if nl > 1 {
+                // A GEMM would re-pack all centroids for a handful of queries: dot products win.
+                for (i, row) in cip.chunks_exact_mut(nl).enumerate() {
+                    let qq = &q[i * d..(i + 1) * d];
+                    for (c, v) in self.centroids.chunks_exact(d).zip(row.iter_mut()) {
+                        *v = dot(qq, c);
+                    }
+                }
             } else if self.residual_codec() {
                 for i in 0..nq {
                     cip[i] = dot(&q[i * d..(i + 1) * d], &self.centroids);
@@ -1088,6 +1108,12 @@ impl Index {
         }
         Ok(idx)
     }
+}
+
+/// Capacity of a selection (the k it keeps).
+#[inline]
+fn top_cap(t: &TopK) -> usize {
+    t.capacity()
 }
 
 /// The entries of a slot-keyed selection, best first.

@@ -41,6 +41,11 @@ impl TopK {
         self.heap.len()
     }
 
+    /// The most entries it keeps (k).
+    pub fn capacity(&self) -> usize {
+        self.k
+    }
+
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
