@@ -61,7 +61,7 @@ KINDS = [
     ("IVF16,Flat", {"nprobe": 8}, 0.95),
     ("IVF16,SQ8", {"nprobe": 8}, 0.85),
     ("IVF16,SQ8,rescore", {"nprobe": 8}, 0.95),
-    ("PQ8", {}, 0.35),
+    ("PQ8", {}, 0.25),
     ("IVF16,PQ8,rescore", {"nprobe": 8, "rescore": 8}, 0.93),
     ("IVF16,PQ8x4", {"nprobe": 8}, 0.25),
     ("IVF16,PQ8x4,rescore", {"nprobe": 8, "rescore": 10}, 0.9),
