@@ -32,10 +32,12 @@ import mlvec.index as mi
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
+REPEAT = 3  # timing repeats (median); 1 in --quick mode
 
 
-def timed(fn, repeat: int = 3) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` runs."""
+def timed(fn, repeat: int | None = None) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs (default ``REPEAT``)."""
+    repeat = repeat or REPEAT
     ts = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -121,7 +123,7 @@ class Runner:
                 for th in ths:
                     th.join()
 
-            out[f"single{t}"] = len(qs) / timed(single, repeat=3)
+            out[f"single{t}"] = len(qs) / timed(single)
         return out
 
 
@@ -266,7 +268,7 @@ def flat_vs_faiss(db, q, metric, threads):
 
 def read_bandwidth() -> float:
     a = np.ones(64 << 20, np.uint8)  # 64 MiB, well beyond the caches
-    t = timed(lambda: a.view(np.uint64).sum(), repeat=5)
+    t = timed(lambda: a.view(np.uint64).sum())
     return a.nbytes / t / 1e9
 
 
@@ -278,7 +280,7 @@ def scan_bandwidth(db, q, metric, pq_m):
         index.train(db[: min(len(db), 20000)])
         index.add(db)
         qs = q[:50]
-        t = timed(lambda index=index, qs=qs: index.search(qs, K), repeat=3)
+        t = timed(lambda index=index, qs=qs: index.search(qs, K))
         gbs = len(qs) * len(db) * code / t / 1e9
         lines.append(f"| {kind} | {code:g} | {gbs:.2f} |")
     return lines
@@ -372,8 +374,8 @@ def run_dataset(name, db, q, metric, args, threads):
     pq_m = d // 8 if d % 8 == 0 else d // 4
     rng = np.random.default_rng(0)
     train = db[rng.choice(len(db), min(len(db), 64 * nlist), replace=False)]
-    sweep = [1, 2, 4, 8, 16] if args.quick else [1, 2, 4, 8, 16, 32, 64]
-    efs = [16, 32] if args.quick else [16, 32, 64, 128, 256]
+    sweep = [1, 4, 16] if args.quick else [1, 2, 4, 8, 16, 32, 64]
+    efs = [16, 64] if args.quick else [16, 32, 64, 128, 256]
     nq1 = min(len(q), args.single_queries)
     out = [f"### {name}", "", f"{len(db):,} vectors, {len(q):,} queries, k={K}, IVF nlist={nlist}", ""]
     out += ["Flat (exact) against faiss IndexFlat, batch of all queries:", ""]
@@ -412,7 +414,10 @@ def main(argv=None):
     p.add_argument("--table", type=Path, default=None, help="write the markdown report here")
     args = p.parse_args(argv)
     if args.quick:
-        args.synthetic_n, args.clusters, args.single_queries = 20_000, 100, 20
+        global REPEAT
+        REPEAT = 1
+        args.synthetic_n = min(args.synthetic_n, 20_000)
+        args.clusters, args.single_queries = 100, min(args.single_queries, 20)
     print(f"mlvec {mlvec.__version__}; CPU features: {' '.join(mlvec.cpu_features())}")
     report, all_rows = [], []
     if not args.skip_real:
