@@ -374,8 +374,8 @@ def run_dataset(name, db, q, metric, args, threads):
     pq_m = d // 8 if d % 8 == 0 else d // 4
     rng = np.random.default_rng(0)
     train = db[rng.choice(len(db), min(len(db), 64 * nlist), replace=False)]
-    sweep = [1, 4, 16] if args.quick else [1, 2, 4, 8, 16, 32, 64]
-    efs = [16, 64] if args.quick else [16, 32, 64, 128, 256]
+    sweep = [1, 4, 16] if args.quick else args.nprobe
+    efs = [16, 64] if args.quick else args.ef
     nq1 = min(len(q), args.single_queries)
     out = [f"### {name}", "", f"{len(db):,} vectors, {len(q):,} queries, k={K}, IVF nlist={nlist}", ""]
     out += ["Flat (exact) against faiss IndexFlat, batch of all queries:", ""]
@@ -407,6 +407,8 @@ def main(argv=None):
     p.add_argument("--nlist", type=int, default=0, help="IVF lists (default about 4 sqrt(n))")
     p.add_argument("--single-queries", type=int, default=300, help="queries for one-query-per-call timing")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64], help="IVF sweep")
+    p.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="HNSW sweep")
     p.add_argument("--skip-real", action="store_true")
     p.add_argument("--skip-synthetic", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
@@ -420,12 +422,21 @@ def main(argv=None):
         args.clusters, args.single_queries = 100, min(args.single_queries, 20)
     print(f"mlvec {mlvec.__version__}; CPU features: {' '.join(mlvec.cpu_features())}")
     report, all_rows = [], []
+
+    def flush():
+        # Written after every dataset, so a long run leaves its finished parts behind.
+        if args.table:
+            args.table.write_text("\n".join(report) + "\n")
+        if args.plot and all_rows:
+            plot(all_rows, args.threads, args.plot)
+
     if not args.skip_real:
         if args.data.exists():
             name, db, q, metric = bible(args.data, args.quick)
             out, rows = run_dataset(name, db, q, metric, args, args.threads)
             report += out
             all_rows.append((name, rows))
+            flush()
         else:
             print(f"\n(skipping the real-data benchmark: {args.data} not found)")
     if not args.skip_synthetic:
@@ -435,10 +446,8 @@ def main(argv=None):
         out, rows = run_dataset(name, db, q, metric, args, args.threads)
         report += ["", *out]
         all_rows.append((name, rows))
-    if args.table:
-        args.table.write_text("\n".join(report) + "\n")
+        flush()
     if args.plot and all_rows:
-        plot(all_rows, args.threads, args.plot)
         print(f"\nplot: {args.plot}")
 
 
