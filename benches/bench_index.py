@@ -382,9 +382,12 @@ def run_dataset(name, db, q, metric, args, threads):
     out += ["| threads | mlvec q/s | faiss q/s | ratio | same ids |", "|---|---|---|---|---|"]
     out += flat_vs_faiss(db, q, metric, threads)
     rows = mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep)
-    rows += faiss_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs)
-    rows += hnswlib_runs(db, q, truth, metric, threads, nq1, efs)
-    rows += usearch_runs(db, q, truth, metric, threads, nq1, efs)
+    if "faiss" in args.peers:
+        rows += faiss_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs)
+    if "hnswlib" in args.peers:
+        rows += hnswlib_runs(db, q, truth, metric, threads, nq1, efs)
+    if "usearch" in args.peers:
+        rows += usearch_runs(db, q, truth, metric, threads, nq1, efs)
     out += ["", *table(rows, threads), "", *summary(rows, threads)]
     bw = read_bandwidth()
     out += [
@@ -409,6 +412,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64], help="IVF sweep")
     p.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="HNSW sweep")
+    p.add_argument("--peers", nargs="*", default=["faiss", "hnswlib", "usearch"], help="peers to run")
     p.add_argument("--skip-real", action="store_true")
     p.add_argument("--skip-synthetic", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
