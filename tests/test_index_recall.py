@@ -56,7 +56,9 @@ def test_flat_torch_inputs_match_numpy():
 
 # (kind, search params, recall floor). Floors of codecs without re-scoring reflect what their
 # quantization allows at these small dimensions (random ids would score about k / n < 0.02);
-# they apply to k >= 5, where one lucky or unlucky hit does not dominate.
+# they apply to k >= 5, where one lucky or unlucky hit does not dominate. Binary codes without
+# re-scoring have no useful recall floor on these small-d sets; their estimator is checked
+# directly (unbiased, bounded error) in test_quantized_scores_estimate_the_truth_without_bias.
 KINDS = [
     ("IVF16,Flat", {"nprobe": 8}, 0.95),
     ("IVF16,SQ8", {"nprobe": 8}, 0.85),
@@ -65,7 +67,6 @@ KINDS = [
     ("IVF16,PQ8,rescore", {"nprobe": 8, "rescore": 8}, 0.93),
     ("IVF16,PQ8x4", {"nprobe": 8}, 0.25),
     ("IVF16,PQ8x4,rescore", {"nprobe": 8, "rescore": 10}, 0.9),
-    ("BIN", {}, 0.1),
     ("IVF16,BIN,rescore", {"nprobe": 8, "rescore": 10}, 0.9),
 ]
 
