@@ -4,11 +4,13 @@
 //!   its gradient, over padded or packed variable-length token sets.
 //! - [`simd`]: the SIMD micro-kernels (AVX-512, AVX2, portable), chosen at run time.
 //! - [`hnsw`]: HNSW graph index over f32 vectors or SQ8 codes, with filters, removal and compaction.
+//! - [`index`]: exact and quantized ANN indexes (Flat, IVF, SQ8, PQ, 4-bit fast-scan, binary).
 //! - [`threads`]: the process-wide thread pool all parallel kernels run on.
 
 pub mod cpu;
 pub mod error;
 pub mod hnsw;
+pub mod index;
 pub mod maxsim;
 pub mod simd;
 pub mod threads;

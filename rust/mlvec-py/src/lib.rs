@@ -5,6 +5,7 @@ mod arrays;
 mod cuda;
 mod errors;
 mod hnsw;
+mod index;
 mod maxsim;
 
 use errors::IntoPyResult;
@@ -70,5 +71,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda::cuda_hamming_scan, m)?)?;
     m.add_function(wrap_pyfunction!(cuda::cuda_select_k, m)?)?;
     m.add_class::<hnsw::HnswIndex>()?;
+    m.add_class::<index::PyIndex>()?;
     Ok(())
 }

@@ -1,0 +1,459 @@
+"""mlvec.index against faiss-cpu, hnswlib and usearch, side by side in one process.
+
+Data: (1) real multilingual-e5-small passage embeddings of the Bible (database: all Spanish
+verses plus the English ones except 1,000 held-out English queries); (2) a synthetic Gaussian
+mixture with low intrinsic dimension (default 1M x 128, a few thousand clusters). Ground truth is
+exact search. For every index and search setting: recall@10 and queries/s with 1 and 2 threads,
+one batch call and one query per call (2 threads = 2 Python threads calling concurrently),
+plus build time and bytes per vector. Also: Flat vs faiss IndexFlatIP, and GB/s of codes scanned
+by the 4-bit fast-scan and binary kernels next to the machine's memory read bandwidth.
+
+    python benches/bench_index.py                       # full run (tens of minutes on 2 cores)
+    python benches/bench_index.py --synthetic-n 200000  # smaller synthetic set
+    python benches/bench_index.py --quick               # seconds: smoke run
+
+Writes a markdown table to stdout (and --table), and a recall-vs-QPS plot (--plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import mlvec
+import mlvec.index as mi
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 10
+REPEAT = 3  # timing repeats (median); 1 in --quick mode
+
+
+def timed(fn, repeat: int | None = None) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs (default ``REPEAT``)."""
+    repeat = repeat or REPEAT
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(set(f[:K].tolist()) & set(t[:K].tolist())) for f, t in zip(found, truth, strict=True))
+    return hits / truth[:, :K].size
+
+
+def exact_truth(db: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
+    out = []
+    for s in range(0, len(q), 256):
+        sc = q[s : s + 256] @ db.T
+        if metric == "l2":
+            sc = 2 * sc - (db**2).sum(1)[None, :]
+        part = np.argpartition(-sc, K, axis=1)[:, :K]
+        order = np.argsort(-np.take_along_axis(sc, part, 1), axis=1)
+        out.append(np.take_along_axis(part, order, 1))
+    return np.concatenate(out)
+
+
+# --- data ----------------------------------------------------------------------------------------
+def bible(path: Path, quick: bool):
+    z = np.load(path)
+    en, es = z["en_web"].astype(np.float32), z["es_rv1909"].astype(np.float32)
+    rng = np.random.default_rng(0)
+    held = rng.choice(len(en), 1000, replace=False)
+    keep = np.setdiff1d(np.arange(len(en)), held)
+    db = np.concatenate([es, en[keep]])
+    q = en[held]
+    if quick:
+        db, q = db[rng.choice(len(db), 5000, replace=False)], q[:100]
+    return "bible-e5 (384-d)", db, q, "ip"
+
+
+def synthetic(n: int, d: int, clusters: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    intrinsic = 16
+    basis = rng.standard_normal((intrinsic, d)).astype(np.float32) / np.sqrt(intrinsic)
+    centers = rng.standard_normal((clusters, intrinsic)).astype(np.float32) * 2.0
+
+    def draw(m):
+        z = (
+            centers[rng.integers(0, clusters, m)]
+            + rng.standard_normal((m, intrinsic)).astype(np.float32) * 0.6
+        )
+        return (z @ basis + 0.05 * rng.standard_normal((m, d)).astype(np.float32)).astype(np.float32)
+
+    return f"synthetic GMM ({n // 1000}k x {d})", draw(n), draw(1000), "l2"
+
+
+# --- one measured search setting ----------------------------------------------------------------
+class Runner:
+    """Measures one library+setting: batch and one-query-per-call, 1 and 2 threads."""
+
+    def __init__(self, set_threads, search, nq_single: int):
+        self.set_threads, self.search, self.nq_single = set_threads, search, nq_single
+
+    def measure(self, q: np.ndarray, truth: np.ndarray, threads: list[int]) -> dict:
+        out = {}
+        self.set_threads(max(threads))
+        ids = self.search(q)
+        out["recall"] = recall(ids, truth)
+        for t in threads:
+            self.set_threads(t)
+            out[f"batch{t}"] = len(q) / timed(lambda: self.search(q))
+            self.set_threads(1)
+            qs = q[: self.nq_single]
+
+            def one_by_one(part):
+                for i in range(len(part)):
+                    self.search(part[i : i + 1])
+
+            def single(qs=qs, t=t):
+                parts = np.array_split(qs, t)
+                ths = [threading.Thread(target=one_by_one, args=(p,)) for p in parts]
+                for th in ths:
+                    th.start()
+                for th in ths:
+                    th.join()
+
+            out[f"single{t}"] = len(qs) / timed(single)
+        return out
+
+
+def file_bytes(save) -> int:
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "x")
+        save(p)
+        return os.path.getsize(p)
+
+
+# --- the libraries --------------------------------------------------------------------------------
+def mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, sweep):
+    rows = []
+
+    def st(t):
+        mlvec.set_num_threads(t)
+
+    for kind in [f"IVF{nlist},PQ{pq_m}x4,rescore", f"IVF{nlist},SQ8", f"IVF{nlist},BIN,rescore"]:
+        index = mi.index_factory(db.shape[1], kind, metric=metric)
+        mlvec.set_num_threads(max(threads))
+        t0 = time.perf_counter()
+        index.train(train)
+        index.add(db)
+        build = time.perf_counter() - t0
+        bpv = index.memory_usage() / len(index)
+        for nprobe in sweep:
+            r = Runner(
+                st, lambda x, nprobe=nprobe, index=index: index.search(x, K, nprobe=nprobe)[1], nq_single
+            )
+            m = r.measure(q, truth, threads)
+            rows.append(dict(lib="mlvec", index=kind, param=f"nprobe={nprobe}", build=build, bpv=bpv, **m))
+    return rows
+
+
+def faiss_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, sweep, hnsw_ef):
+    import faiss
+
+    rows = []
+    fm = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+
+    def st(t):
+        faiss.omp_set_num_threads(t)
+
+    specs = [
+        (f"IVF{nlist},PQ{pq_m}x4fs,RFlat", "nprobe"),
+        (f"IVF{nlist},SQ8", "nprobe"),
+        ("HNSW32", "efSearch"),
+    ]
+    for spec, knob in specs:
+        index = faiss.index_factory(db.shape[1], spec, fm)
+        faiss.omp_set_num_threads(max(threads))
+        t0 = time.perf_counter()
+        index.train(train)
+        index.add(db)
+        build = time.perf_counter() - t0
+        bpv = file_bytes(lambda p, index=index: faiss.write_index(index, p)) / index.ntotal
+        values = sweep if knob == "nprobe" else hnsw_ef
+        for v in values:
+            if knob == "nprobe":
+                ivf = faiss.extract_index_ivf(index)
+                ivf.nprobe = v
+                params = None
+                if "RFlat" in spec:
+                    params = faiss.IndexRefineSearchParameters(k_factor=4)
+            else:
+                index.hnsw.efSearch = v
+                params = None
+
+            def search(x, index=index, params=params):
+                return index.search(x, K, params=params)[1] if params is not None else index.search(x, K)[1]
+
+            m = Runner(st, search, nq_single).measure(q, truth, threads)
+            rows.append(dict(lib="faiss", index=spec, param=f"{knob}={v}", build=build, bpv=bpv, **m))
+    return rows
+
+
+def hnswlib_runs(db, q, truth, metric, threads, nq_single, efs):
+    import hnswlib
+
+    index = hnswlib.Index(space="ip" if metric == "ip" else "l2", dim=db.shape[1])
+    t0 = time.perf_counter()
+    index.init_index(max_elements=len(db), M=16, ef_construction=200)
+    index.set_num_threads(max(threads))
+    index.add_items(db)
+    build = time.perf_counter() - t0
+    bpv = file_bytes(index.save_index) / len(db)
+    rows = []
+    for ef in efs:
+        index.set_ef(ef)
+        m = Runner(index.set_num_threads, lambda x: index.knn_query(x, K)[0], nq_single).measure(
+            q, truth, threads
+        )
+        rows.append(dict(lib="hnswlib", index="HNSW M=16", param=f"ef={ef}", build=build, bpv=bpv, **m))
+    return rows
+
+
+def usearch_runs(db, q, truth, metric, threads, nq_single, efs):
+    from usearch.index import Index
+
+    index = Index(ndim=db.shape[1], metric="ip" if metric == "ip" else "l2sq", dtype="f32", connectivity=16)
+    t0 = time.perf_counter()
+    index.add(np.arange(len(db)), db, threads=max(threads))
+    build = time.perf_counter() - t0
+    bpv = index.memory_usage / len(db)
+    rows = []
+    nt = {"t": 1}
+
+    def st(t):
+        nt["t"] = t
+
+    for ef in efs:
+        index.expansion_search = ef
+
+        def search(x):
+            return np.asarray(index.search(x, K, threads=nt["t"]).keys).reshape(len(x), -1)
+
+        m = Runner(st, search, nq_single).measure(q, truth, threads)
+        rows.append(dict(lib="usearch", index="HNSW M=16 (f32)", param=f"ef={ef}", build=build, bpv=bpv, **m))
+    return rows
+
+
+# --- flat and scan bandwidth ---------------------------------------------------------------------
+def flat_vs_faiss(db, q, metric, threads):
+    import faiss
+
+    lines = []
+    ours = mi.index_factory(db.shape[1], "Flat", metric=metric)
+    ours.add(db)
+    ref = faiss.IndexFlatIP(db.shape[1]) if metric == "ip" else faiss.IndexFlatL2(db.shape[1])
+    ref.add(db)
+    for t in threads:
+        mlvec.set_num_threads(t)
+        faiss.omp_set_num_threads(t)
+        a = len(q) / timed(lambda: ours.search(q, K))
+        b = len(q) / timed(lambda: ref.search(q, K))
+        _, i1 = ours.search(q, K)
+        _, i2 = ref.search(q, K)
+        same = float((i1 == i2).mean())
+        lines.append(f"| {t} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x | {same:.4f} |")
+    return lines
+
+
+def read_bandwidth() -> float:
+    a = np.ones(64 << 20, np.uint8)  # 64 MiB, well beyond the caches
+    t = timed(lambda: a.view(np.uint64).sum())
+    return a.nbytes / t / 1e9
+
+
+def scan_bandwidth(db, q, metric, pq_m):
+    lines = []
+    mlvec.set_num_threads(1)
+    for kind, code in [(f"PQ{pq_m}x4", pq_m / 2), ("BIN", int(np.ceil(db.shape[1] / 64) * 8))]:
+        index = mi.index_factory(db.shape[1], kind, metric=metric)
+        index.train(db[: min(len(db), 20000)])
+        index.add(db)
+        qs = q[:50]
+        t = timed(lambda index=index, qs=qs: index.search(qs, K))
+        gbs = len(qs) * len(db) * code / t / 1e9
+        lines.append(f"| {kind} | {code:g} | {gbs:.2f} |")
+    return lines
+
+
+# --- report --------------------------------------------------------------------------------------
+def table(rows, threads):
+    cols = ["recall"] + [f"{m}{t}" for t in threads for m in ("batch", "single")]
+    head = (
+        "| library | index | param | recall@10 | "
+        + " | ".join(f"{'batch' if c.startswith('batch') else '1/call'} {c[-1]}T q/s" for c in cols[1:])
+        + " | build s | bytes/vec |"
+    )
+    sep = "|" + "---|" * (head.count("|") - 1)
+    out = [head, sep]
+    for r in rows:
+        vals = " | ".join(f"{r[c]:,.0f}" for c in cols[1:])
+        out.append(
+            f"| {r['lib']} | {r['index']} | {r['param']} | {r['recall']:.3f} | {vals} | {r['build']:.1f} | {r['bpv']:,.0f} |"
+        )
+    return out
+
+
+def best_at(rows, target, col):
+    best = {}
+    for r in rows:
+        if r["recall"] >= target:
+            lib = r["lib"]
+            if r[col] > best.get(lib, (0, None))[0]:
+                best[lib] = (r[col], f"{r['index']} {r['param']}", r["bpv"])
+    return best
+
+
+def summary(rows, threads, target=0.95):
+    out = [f"Best queries/s at recall@10 >= {target} (mlvec vs the best peer):", ""]
+    out.append("| mode | mlvec | best peer | ratio |")
+    out.append("|---|---|---|---|")
+    for t in threads:
+        for mode in ("batch", "single"):
+            col = f"{mode}{t}"
+            b = best_at(rows, target, col)
+            ours = b.get("mlvec")
+            peers = {k: v for k, v in b.items() if k != "mlvec"}
+            if not ours or not peers:
+                out.append(f"| {mode} {t}T | {ours} | {peers} | n/a |")
+                continue
+            lib, peer = max(peers.items(), key=lambda kv: kv[1][0])
+            out.append(
+                f"| {'batch' if mode == 'batch' else '1 query/call'}, {t}T | {ours[0]:,.0f} ({ours[1]}, {ours[2]:,.0f} B/vec) "
+                f"| {peer[0]:,.0f} ({lib} {peer[1]}, {peer[2]:,.0f} B/vec) | {ours[0] / peer[0]:.2f}x |"
+            )
+    return out
+
+
+def plot(all_rows, threads, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = max(threads)
+    fig, axes = plt.subplots(1, len(all_rows), figsize=(7 * len(all_rows), 5), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], all_rows, strict=True):
+        series = {}
+        for r in rows:
+            series.setdefault(f"{r['lib']} {r['index']}", []).append((r["recall"], r[f"batch{t}"]))
+        for label, pts in series.items():
+            pts.sort()
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                label=label,
+                linestyle="-" if label.startswith("mlvec") else "--",
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel(f"queries/s (batch, {t} threads)")
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run_dataset(name, db, q, metric, args, threads):
+    print(f"\n## {name}: {len(db):,} vectors, {len(q):,} queries, metric {metric}\n", flush=True)
+    truth = exact_truth(db, q, metric)
+    d = db.shape[1]
+    nlist = args.nlist or int(2 ** round(np.log2(4 * np.sqrt(len(db)))))
+    pq_m = d // 8 if d % 8 == 0 else d // 4
+    rng = np.random.default_rng(0)
+    train = db[rng.choice(len(db), min(len(db), 64 * nlist), replace=False)]
+    sweep = [1, 4, 16] if args.quick else args.nprobe
+    efs = [16, 64] if args.quick else args.ef
+    nq1 = min(len(q), args.single_queries)
+    out = [f"### {name}", "", f"{len(db):,} vectors, {len(q):,} queries, k={K}, IVF nlist={nlist}", ""]
+    out += ["Flat (exact) against faiss IndexFlat, batch of all queries:", ""]
+    out += ["| threads | mlvec q/s | faiss q/s | ratio | same ids |", "|---|---|---|---|---|"]
+    out += flat_vs_faiss(db, q, metric, threads)
+    rows = mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep)
+    if "faiss" in args.peers:
+        rows += faiss_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs)
+    if "hnswlib" in args.peers:
+        rows += hnswlib_runs(db, q, truth, metric, threads, nq1, efs)
+    if "usearch" in args.peers:
+        rows += usearch_runs(db, q, truth, metric, threads, nq1, efs)
+    out += ["", *table(rows, threads), "", *summary(rows, threads)]
+    bw = read_bandwidth()
+    out += [
+        "",
+        f"Code scan speed, 1 thread, no IVF (machine read bandwidth, 1 thread numpy sum: {bw:.1f} GB/s):",
+        "",
+    ]
+    out += ["| codec | bytes/vector scanned | GB/s |", "|---|---|---|"]
+    out += scan_bandwidth(db, q, metric, pq_m)
+    print("\n".join(out), flush=True)
+    return out, rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=ROOT / "../shared/data/bible_e5_passage.npz")
+    p.add_argument("--synthetic-n", type=int, default=1_000_000)
+    p.add_argument("--synthetic-d", type=int, default=128)
+    p.add_argument("--clusters", type=int, default=4000)
+    p.add_argument("--nlist", type=int, default=0, help="IVF lists (default about 4 sqrt(n))")
+    p.add_argument("--single-queries", type=int, default=300, help="queries for one-query-per-call timing")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64], help="IVF sweep")
+    p.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="HNSW sweep")
+    p.add_argument("--peers", nargs="*", default=["faiss", "hnswlib", "usearch"], help="peers to run")
+    p.add_argument("--skip-real", action="store_true")
+    p.add_argument("--skip-synthetic", action="store_true")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
+    p.add_argument("--plot", type=Path, default=None, help="PNG path for the recall/QPS plot")
+    p.add_argument("--table", type=Path, default=None, help="write the markdown report here")
+    args = p.parse_args(argv)
+    if args.quick:
+        global REPEAT
+        REPEAT = 1
+        args.synthetic_n = min(args.synthetic_n, 20_000)
+        args.clusters, args.single_queries = 100, min(args.single_queries, 20)
+    print(f"mlvec {mlvec.__version__}; CPU features: {' '.join(mlvec.cpu_features())}")
+    report, all_rows = [], []
+
+    def flush():
+        # Written after every dataset, so a long run leaves its finished parts behind.
+        if args.table:
+            args.table.write_text("\n".join(report) + "\n")
+        if args.plot and all_rows:
+            plot(all_rows, args.threads, args.plot)
+
+    if not args.skip_real:
+        if args.data.exists():
+            name, db, q, metric = bible(args.data, args.quick)
+            out, rows = run_dataset(name, db, q, metric, args, args.threads)
+            report += out
+            all_rows.append((name, rows))
+            flush()
+        else:
+            print(f"\n(skipping the real-data benchmark: {args.data} not found)")
+    if not args.skip_synthetic:
+        name, db, q, metric = synthetic(args.synthetic_n, args.synthetic_d, args.clusters)
+        if args.quick:
+            q = q[:100]
+        out, rows = run_dataset(name, db, q, metric, args, args.threads)
+        report += ["", *out]
+        all_rows.append((name, rows))
+        flush()
+    if args.plot and all_rows:
+        print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

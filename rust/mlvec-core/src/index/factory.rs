@@ -1,0 +1,198 @@
+//! The index description grammar (case-insensitive, comma-separated):
+//!
+//! ```text
+//! spec    := [ "IVF" <nlist> "," ] codec [ "," "rescore" ]
+//!          | "HNSW" <M> [ "," "SQ8" ]            (graph indexes; reserved, built separately)
+//! codec   := "Flat"                               full-precision float32
+//!          | "SQ8"                                8-bit scalar quantization
+//!          | "PQ" <m> [ "x8" ]                    product quantization, m bytes per vector
+//!          | "PQ" <m> "x4" [ "fs" ]               4-bit PQ fast-scan, m/2 bytes per vector
+//!          | "BIN" | "RaBitQ"                     1 bit per dimension after a random rotation
+//! ```
+//!
+//! `rescore` keeps the full-precision vectors (in memory, or memory-mapped after
+//! `load(mmap=True)`) and re-ranks the best quantized candidates exactly.
+//! Examples: `"Flat"`, `"IVF1024,Flat"`, `"IVF1024,SQ8"`, `"IVF1024,PQ48x4,rescore"`,
+//! `"PQ32"`, `"IVF256,BIN,rescore"`.
+
+use crate::{Error, Result};
+use std::fmt;
+
+/// How stored vectors are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecSpec {
+    Flat,
+    Sq8,
+    /// 8-bit PQ with `m` sub-quantizers.
+    Pq8 {
+        m: usize,
+    },
+    /// 4-bit PQ fast-scan with `m` sub-quantizers.
+    Pq4 {
+        m: usize,
+    },
+    Binary,
+}
+
+/// A parsed index description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Number of inverted lists; 0 for no coarse quantizer.
+    pub nlist: usize,
+    pub codec: CodecSpec,
+    pub rescore: bool,
+    /// `Some(M)` for graph indexes (not built by this module).
+    pub hnsw_m: Option<usize>,
+}
+
+impl IndexSpec {
+    /// Whether `train` must run before `add`.
+    pub fn needs_training(&self) -> bool {
+        self.nlist > 0 || self.codec != CodecSpec::Flat
+    }
+}
+
+fn bad(s: &str, why: impl fmt::Display) -> Error {
+    Error::invalid("index_kind", format!("cannot parse {s:?}: {why}"))
+}
+
+fn num(s: &str, part: &str, digits: &str) -> Result<usize> {
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| bad(s, format!("{part:?} needs a positive number")))
+}
+
+/// Parse a description such as `"IVF1024,PQ48x4,rescore"`.
+pub fn parse(s: &str) -> Result<IndexSpec> {
+    let parts: Vec<String> = s.split(',').map(|p| p.trim().to_ascii_lowercase()).collect();
+    let mut i = 0;
+    let mut spec = IndexSpec {
+        nlist: 0,
+        codec: CodecSpec::Flat,
+        rescore: false,
+        hnsw_m: None,
+    };
+    let first = parts.first().cloned().unwrap_or_default();
+    if let Some(m) = first.strip_prefix("hnsw") {
+        spec.hnsw_m = Some(num(s, &first, m)?);
+        match parts.get(1).map(String::as_str) {
+            None => {}
+            Some("sq8") => spec.codec = CodecSpec::Sq8,
+            Some(p) => return Err(bad(s, format!("HNSW supports Flat or SQ8 vectors, not {p:?}"))),
+        }
+        if parts.len() > 2 {
+            return Err(bad(s, "unexpected parts after the HNSW codec"));
+        }
+        return Ok(spec);
+    }
+    if let Some(n) = first.strip_prefix("ivf") {
+        spec.nlist = num(s, &first, n)?;
+        i = 1;
+    }
+    let codec = parts
+        .get(i)
+        .ok_or_else(|| bad(s, "missing the codec (Flat, SQ8, PQ<m>, PQ<m>x4, BIN)"))?;
+    spec.codec = match codec.as_str() {
+        "flat" => CodecSpec::Flat,
+        "sq8" => CodecSpec::Sq8,
+        "bin" | "rabitq" | "binary" => CodecSpec::Binary,
+        c if c.starts_with("pq") => {
+            let body = &c[2..];
+            let (m, bits) = match body.split_once('x') {
+                None => (body, "8"),
+                Some((m, b)) => (m, b),
+            };
+            let m = num(s, c, m)?;
+            match bits {
+                "8" => CodecSpec::Pq8 { m },
+                "4" | "4fs" => CodecSpec::Pq4 { m },
+                _ => return Err(bad(s, format!("{c:?}: PQ codes are 8 or 4 bits"))),
+            }
+        }
+        c => return Err(bad(s, format!("unknown codec {c:?}"))),
+    };
+    i += 1;
+    if let Some(p) = parts.get(i) {
+        if p == "rescore" || p == "refine" || p == "rflat" {
+            if spec.codec == CodecSpec::Flat {
+                return Err(bad(
+                    s,
+                    "Flat vectors are exact already; rescore applies to quantized codecs",
+                ));
+            }
+            spec.rescore = true;
+            i += 1;
+        }
+    }
+    if i < parts.len() {
+        return Err(bad(s, format!("unexpected part {:?}", parts[i])));
+    }
+    Ok(spec)
+}
+
+impl fmt::Display for IndexSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(m) = self.hnsw_m {
+            write!(f, "HNSW{m}")?;
+            if self.codec == CodecSpec::Sq8 {
+                write!(f, ",SQ8")?;
+            }
+            return Ok(());
+        }
+        if self.nlist > 0 {
+            write!(f, "IVF{},", self.nlist)?;
+        }
+        match self.codec {
+            CodecSpec::Flat => write!(f, "Flat")?,
+            CodecSpec::Sq8 => write!(f, "SQ8")?,
+            CodecSpec::Pq8 { m } => write!(f, "PQ{m}")?,
+            CodecSpec::Pq4 { m } => write!(f, "PQ{m}x4")?,
+            CodecSpec::Binary => write!(f, "BIN")?,
+        }
+        if self.rescore {
+            write!(f, ",rescore")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grammar() {
+        let s = parse("IVF1024,PQ48x4,rescore").unwrap();
+        assert_eq!(s.nlist, 1024);
+        assert_eq!(s.codec, CodecSpec::Pq4 { m: 48 });
+        assert!(s.rescore);
+        for ok in [
+            "Flat",
+            "IVF16,Flat",
+            "SQ8",
+            "PQ8",
+            "PQ8x8",
+            "IVF4,BIN,rescore",
+            "HNSW32",
+            "HNSW16,SQ8",
+        ] {
+            let p = parse(ok).unwrap();
+            assert_eq!(parse(&p.to_string()).unwrap(), p, "{ok}");
+        }
+        for bad in [
+            "",
+            "IVF",
+            "IVF0,Flat",
+            "PQ0",
+            "PQ8x3",
+            "Flat,rescore",
+            "IVF4,SQ8,junk",
+            "HNSW8,PQ4",
+            "LSH",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

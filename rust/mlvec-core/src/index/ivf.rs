@@ -1,0 +1,135 @@
+//! Inverted lists: the vectors of one coarse cell, encoded by the index's codec.
+//!
+//! A list holds, per vector, its slot (position in the index-wide arrays), its code (layout by
+//! codec: `code_size` bytes each, or 32-vector blocks for fast-scan), full-precision values for
+//! the Flat codec, per-vector floats for binary codes and, for L2, the exact squared norm.
+
+use super::fastscan;
+use super::io::Buf;
+
+/// One inverted list.
+#[derive(Clone, Debug, Default)]
+pub struct List {
+    pub slots: Vec<u32>,
+    pub codes: Buf<u8>,
+    pub vecs: Buf<f32>,
+    pub aux: Buf<f32>,
+    pub norms: Buf<f32>,
+}
+
+/// What a list stores per vector (fixed by the codec and metric).
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// Bytes per code for flat byte layouts; 0 when codes are fast-scan blocks.
+    pub code_size: usize,
+    /// Fast-scan sub-quantizers (`Some(m)` for 4-bit PQ).
+    pub fastscan_m: Option<usize>,
+    /// Floats of full-precision vector per entry (the Flat codec), else 0.
+    pub vec_dim: usize,
+    pub aux: usize,
+    pub norms: bool,
+}
+
+/// One encoded vector on its way into a list.
+pub struct Entry<'a> {
+    pub slot: u32,
+    pub code: &'a [u8],
+    pub vec: &'a [f32],
+    pub aux: &'a [f32],
+    pub norm: f32,
+}
+
+impl List {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Append one entry (infallible: validation happens before any list is touched).
+    pub fn push(&mut self, lay: &Layout, e: Entry) {
+        let pos = self.slots.len();
+        self.slots.push(e.slot);
+        if let Some(m) = lay.fastscan_m {
+            fastscan::set_code(self.codes.to_mut(), m, pos, e.code);
+        } else if lay.code_size > 0 {
+            self.codes.to_mut().extend_from_slice(e.code);
+        }
+        if lay.vec_dim > 0 {
+            self.vecs.to_mut().extend_from_slice(e.vec);
+        }
+        if lay.aux > 0 {
+            self.aux.to_mut().extend_from_slice(e.aux);
+        }
+        if lay.norms {
+            self.norms.to_mut().push(e.norm);
+        }
+    }
+
+    /// The per-vector code of entry `pos` (one byte per sub-quantizer for fast-scan).
+    pub fn code(&self, lay: &Layout, pos: usize, buf: &mut Vec<u8>) {
+        if let Some(m) = lay.fastscan_m {
+            buf.resize(m, 0);
+            fastscan::get_code(self.codes.as_slice(), m, pos, buf);
+        } else {
+            buf.clear();
+            buf.extend_from_slice(&self.codes.as_slice()[pos * lay.code_size..(pos + 1) * lay.code_size]);
+        }
+    }
+
+    /// Drop the entries whose slot `gone` reports, renumbering kept slots with `renum`;
+    /// storage is rebuilt at its new size, so the memory is returned.
+    pub fn compact(&mut self, lay: &Layout, gone: &dyn Fn(u32) -> bool, renum: &dyn Fn(u32) -> u32) {
+        let mut out = List::default();
+        let mut code = Vec::new();
+        for pos in 0..self.len() {
+            let s = self.slots[pos];
+            if gone(s) {
+                continue;
+            }
+            if lay.code_size > 0 || lay.fastscan_m.is_some() {
+                self.code(lay, pos, &mut code);
+            }
+            let vec = if lay.vec_dim > 0 {
+                &self.vecs.as_slice()[pos * lay.vec_dim..(pos + 1) * lay.vec_dim]
+            } else {
+                &[]
+            };
+            let aux = if lay.aux > 0 {
+                &self.aux.as_slice()[pos * lay.aux..(pos + 1) * lay.aux]
+            } else {
+                &[]
+            };
+            let norm = if lay.norms {
+                self.norms.as_slice()[pos]
+            } else {
+                0.0
+            };
+            out.push(
+                lay,
+                Entry {
+                    slot: renum(s),
+                    code: &code,
+                    vec,
+                    aux,
+                    norm,
+                },
+            );
+        }
+        out.slots.shrink_to_fit();
+        for b in [&mut out.vecs, &mut out.aux, &mut out.norms] {
+            b.to_mut().shrink_to_fit();
+        }
+        out.codes.to_mut().shrink_to_fit();
+        *self = out;
+    }
+
+    /// Bytes held (mapped storage included).
+    pub fn bytes(&self) -> usize {
+        self.slots.capacity() * 4
+            + self.codes.len()
+            + 4 * (self.vecs.len() + self.aux.len() + self.norms.len())
+    }
+}

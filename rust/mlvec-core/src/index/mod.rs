@@ -1,0 +1,1225 @@
+//! Exact and quantized vector indexes: Flat, IVF over Flat / SQ8 / 8-bit PQ / 4-bit PQ fast-scan /
+//! binary (RaBitQ-style) codes, optional exact re-scoring, filtered search, removal with
+//! compaction, and a versioned, checksummed, memory-mappable file format.
+//!
+//! - [`metric`]: metrics and SIMD kernels; scores are "higher is better" (L2: `-‖q − x‖²`).
+//! - [`topk`], [`flat`] (GEMM exact search), [`kmeans`], [`ivf`] (inverted lists).
+//! - Codecs: [`sq8`], [`pq`], [`fastscan`], [`binary`].
+//! - [`filter`] (allow-lists), [`io`] (file format), [`factory`] (description grammar).
+//!
+//! A graph index plugs in through [`VectorStore`] (stored vectors + exact score) and the
+//! persistence layer's named arrays; the grammar reserves `HNSW<M>` and `HNSW<M>,SQ8`.
+
+pub mod binary;
+pub mod factory;
+pub mod fastscan;
+pub mod filter;
+pub mod flat;
+pub mod io;
+pub mod ivf;
+pub mod kmeans;
+pub mod metric;
+pub mod pq;
+pub mod sq8;
+pub mod topk;
+
+use crate::{Error, Result};
+use factory::{CodecSpec, IndexSpec};
+use filter::Bitmap;
+use io::Buf;
+use ivf::{Entry, Layout, List};
+use metric::{dot, l2sq, norm2, Metric};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::OnceLock;
+use topk::TopK;
+
+/// Stored full-precision vectors with an exact score: what a graph index walks over.
+pub trait VectorStore: Send + Sync {
+    fn dim(&self) -> usize;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn metric(&self) -> Metric;
+    /// Exact score ("higher is better") of a prepared query (normalised for cosine) and row `i`.
+    fn score(&self, q: &[f32], i: usize) -> f32;
+}
+
+/// Row-major float32 vectors (owned or memory-mapped).
+#[derive(Clone, Debug)]
+pub struct FullVectors {
+    pub dim: usize,
+    pub metric: Metric,
+    pub data: Buf<f32>,
+}
+
+impl VectorStore for FullVectors {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn len(&self) -> usize {
+        self.data.len() / self.dim
+    }
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+    #[inline]
+    fn score(&self, q: &[f32], i: usize) -> f32 {
+        let x = &self.data.as_slice()[i * self.dim..(i + 1) * self.dim];
+        match self.metric {
+            Metric::L2 => -l2sq(q, x),
+            _ => dot(q, x),
+        }
+    }
+}
+
+/// The trained codec.
+#[derive(Clone, Debug)]
+enum Codec {
+    Flat,
+    Sq8(sq8::Sq8),
+    Pq8(pq::Pq),
+    Pq4(pq::Pq),
+    Binary(binary::Binary),
+}
+
+/// A query prepared for one codec.
+enum Prepared {
+    Flat,
+    Sq8(sq8::Sq8Query),
+    Pq8(Vec<f32>),
+    Pq4(fastscan::QuantLut, Vec<f32>),
+    Binary(binary::BinaryQuery),
+}
+
+/// Per-call search settings.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchParams {
+    /// Inverted lists visited per query (IVF only; clamped to the number of lists).
+    pub nprobe: Option<usize>,
+    /// With stored full-precision vectors, `max(k * rescore, 32)` quantized candidates (4× that
+    /// for binary codes, pruned by their error bound) are re-scored exactly; 0 disables it.
+    pub rescore: usize,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            nprobe: None,
+            rescore: 4,
+        }
+    }
+}
+
+/// An index (see the module docs for the kinds).
+pub struct Index {
+    dim: usize,
+    metric: Metric,
+    spec: IndexSpec,
+    seed: u64,
+    trained: bool,
+    /// `[nl, dim]` coarse centroids (`nl = max(nlist, 1)`; the single list's centroid is the
+    /// training mean for residual codecs and zero for Flat).
+    centroids: Vec<f32>,
+    cnorm: Vec<f32>,
+    codec: Codec,
+    lists: Vec<List>,
+    /// User id of each slot.
+    ids: Buf<i64>,
+    /// Full-precision vectors by slot, for exact re-scoring.
+    raw: Option<FullVectors>,
+    next_id: i64,
+    /// id -> slot, built on first need and dropped on every mutation.
+    id_map: OnceLock<HashMap<i64, u32>>,
+}
+
+fn check_rows(arg: &'static str, x: &[f32], d: usize) -> Result<usize> {
+    if !x.len().is_multiple_of(d) {
+        return Err(Error::invalid(
+            arg,
+            format!("{} values do not form rows of dimension {d}", x.len()),
+        ));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(
+            arg,
+            format!("row {} holds a non-finite value ({})", i / d, x[i]),
+        ));
+    }
+    Ok(x.len() / d)
+}
+
+impl Index {
+    /// A new, empty index of dimension `dim` described by `kind` (see [`factory`]).
+    pub fn new(dim: usize, kind: &str, metric: Metric, seed: u64) -> Result<Self> {
+        let spec = factory::parse(kind)?;
+        Self::from_spec(dim, spec, metric, seed)
+    }
+
+    /// A new, empty index from a parsed description.
+    pub fn from_spec(dim: usize, spec: IndexSpec, metric: Metric, seed: u64) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::invalid("dim", "must be at least 1"));
+        }
+        if spec.hnsw_m.is_some() {
+            return Err(Error::invalid(
+                "index_kind",
+                format!("{spec}: graph indexes are provided by the HNSW module, not by this constructor"),
+            ));
+        }
+        if let CodecSpec::Pq8 { m } | CodecSpec::Pq4 { m } = spec.codec {
+            pq::Pq::check(dim, m)?;
+        }
+        let mut idx = Index {
+            dim,
+            metric,
+            spec,
+            seed,
+            trained: false,
+            centroids: vec![0.0; dim],
+            cnorm: vec![0.0],
+            codec: Codec::Flat,
+            lists: vec![List::default()],
+            ids: Buf::default(),
+            raw: spec.rescore.then(|| FullVectors {
+                dim,
+                metric,
+                data: Buf::default(),
+            }),
+            next_id: 0,
+            id_map: OnceLock::new(),
+        };
+        idx.trained = !spec.needs_training();
+        Ok(idx)
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+    pub fn spec(&self) -> IndexSpec {
+        self.spec
+    }
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn is_trained(&self) -> bool {
+        self.trained
+    }
+    /// Number of inverted lists (1 without a coarse quantizer).
+    pub fn nlist(&self) -> usize {
+        self.lists.len()
+    }
+    /// The user ids, by slot.
+    pub fn ids(&self) -> &[i64] {
+        self.ids.as_slice()
+    }
+    /// The stored full-precision vectors, when the index keeps them.
+    pub fn full_vectors(&self) -> Option<&FullVectors> {
+        self.raw.as_ref()
+    }
+
+    fn layout(&self) -> Layout {
+        let (code_size, fastscan_m, vec_dim, aux) = match &self.codec {
+            Codec::Flat => (0, None, self.dim, 0),
+            Codec::Sq8(s) => (s.code_size(), None, 0, 0),
+            Codec::Pq8(p) => (p.m, None, 0, 0),
+            Codec::Pq4(p) => (0, Some(p.m), 0, 0),
+            Codec::Binary(b) => (b.code_size(), None, 0, binary::AUX),
+        };
+        Layout {
+            code_size,
+            fastscan_m,
+            vec_dim,
+            aux,
+            norms: self.metric == Metric::L2,
+        }
+    }
+
+    /// Normalise for cosine; otherwise borrow.
+    fn prep<'a>(&self, x: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        if self.metric == Metric::Cosine {
+            let mut v = x.to_vec();
+            v.par_chunks_mut(self.dim).for_each(metric::normalize);
+            std::borrow::Cow::Owned(v)
+        } else {
+            std::borrow::Cow::Borrowed(x)
+        }
+    }
+
+    fn residual_codec(&self) -> bool {
+        self.spec.codec != CodecSpec::Flat
+    }
+
+    /// Train the coarse quantizer and the codec on `x` (`[n, dim]`). Only an empty index can
+    /// be (re)trained. On error nothing changes.
+    pub fn train(&mut self, x: &[f32]) -> Result<()> {
+        let d = self.dim;
+        let n = check_rows("x", x, d)?;
+        if !self.is_empty() {
+            return Err(Error::State(format!(
+                "the index holds {} vectors; train it before adding any",
+                self.len()
+            )));
+        }
+        if n == 0 {
+            return Err(Error::invalid("x", "training needs at least one vector"));
+        }
+        let x = self.prep(x);
+        let x = &x[..];
+        let nl = self.spec.nlist.max(1);
+        let centroids = if self.spec.nlist > 0 {
+            kmeans::train(x, d, self.spec.nlist, 10, 256, self.seed)?
+        } else if self.residual_codec() {
+            let mut mean = vec![0f64; d];
+            for row in x.chunks_exact(d) {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += *v as f64;
+                }
+            }
+            mean.iter().map(|m| (m / n as f64) as f32).collect()
+        } else {
+            vec![0.0; d]
+        };
+        let residuals: Vec<f32> = if self.residual_codec() {
+            let a = kmeans::assign(x, &centroids, d);
+            let mut r = x.to_vec();
+            r.par_chunks_mut(d).zip(a.par_iter()).for_each(|(row, &c)| {
+                for (v, cv) in row
+                    .iter_mut()
+                    .zip(&centroids[c as usize * d..(c as usize + 1) * d])
+                {
+                    *v -= cv;
+                }
+            });
+            r
+        } else {
+            Vec::new()
+        };
+        let codec = match self.spec.codec {
+            CodecSpec::Flat => Codec::Flat,
+            CodecSpec::Sq8 => Codec::Sq8(sq8::Sq8::train(&residuals, d)),
+            CodecSpec::Pq8 { m } => Codec::Pq8(pq::Pq::train(&residuals, d, m, 256, self.seed)?),
+            CodecSpec::Pq4 { m } => Codec::Pq4(pq::Pq::train(&residuals, d, m, 16, self.seed)?),
+            CodecSpec::Binary => Codec::Binary(binary::Binary::new(d, self.seed)),
+        };
+        self.cnorm = centroids.chunks_exact(d).map(norm2).collect();
+        self.centroids = centroids;
+        self.codec = codec;
+        self.lists = (0..nl).map(|_| List::default()).collect();
+        self.trained = true;
+        Ok(())
+    }
+
+    fn id_map(&self) -> &HashMap<i64, u32> {
+        self.id_map.get_or_init(|| {
+            self.ids
+                .as_slice()
+                .iter()
+                .enumerate()
+                .map(|(s, &id)| (id, s as u32))
+                .collect()
+        })
+    }
+
+    /// Add `x` (`[n, dim]`) with the given non-negative ids (default: sequential from one past
+    /// the largest id so far). On error nothing changes.
+    pub fn add(&mut self, x: &[f32], ids: Option<&[i64]>) -> Result<()> {
+        let d = self.dim;
+        let n = check_rows("x", x, d)?;
+        if !self.trained {
+            return Err(Error::State(format!(
+                "index {} must be trained before vectors are added",
+                self.spec
+            )));
+        }
+        let new_ids: Vec<i64> = match ids {
+            Some(ids) => {
+                if ids.len() != n {
+                    return Err(Error::invalid(
+                        "ids",
+                        format!("{} ids for {n} vectors", ids.len()),
+                    ));
+                }
+                if let Some(&bad) = ids.iter().find(|&&i| i < 0) {
+                    return Err(Error::invalid(
+                        "ids",
+                        format!("ids must be non-negative, got {bad}"),
+                    ));
+                }
+                let mut seen = std::collections::HashSet::with_capacity(n);
+                let map = self.id_map();
+                for &i in ids {
+                    if !seen.insert(i) || map.contains_key(&i) {
+                        return Err(Error::invalid("ids", format!("duplicate id {i}")));
+                    }
+                }
+                ids.to_vec()
+            }
+            None => (self.next_id..self.next_id + n as i64).collect(),
+        };
+        if self.len() + n > u32::MAX as usize {
+            return Err(Error::invalid("x", "an index holds at most 2^32 - 1 vectors"));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let x = self.prep(x);
+        let x = &x[..];
+        let lay = self.layout();
+        let assign = if self.lists.len() > 1 {
+            kmeans::assign(x, &self.centroids, d)
+        } else {
+            vec![0; n]
+        };
+        let cs = lay.code_size.max(lay.fastscan_m.unwrap_or(0));
+        let mut codes = vec![0u8; n * cs];
+        // At least one float per row so the zipped chunk iterators have n items each.
+        let aw = lay.aux.max(1);
+        let mut aux = vec![0f32; n * aw];
+        let residual = self.residual_codec();
+        codes
+            .par_chunks_mut(cs.max(1))
+            .zip(aux.par_chunks_mut(aw))
+            .enumerate()
+            .filter(|_| cs > 0)
+            .for_each(|(i, (code, a))| {
+                let row = &x[i * d..(i + 1) * d];
+                let c = assign[i] as usize;
+                let r: Vec<f32> = if residual {
+                    row.iter()
+                        .zip(&self.centroids[c * d..(c + 1) * d])
+                        .map(|(v, cv)| v - cv)
+                        .collect()
+                } else {
+                    row.to_vec()
+                };
+                match &self.codec {
+                    Codec::Flat => {}
+                    Codec::Sq8(s) => s.encode(&r, code),
+                    Codec::Pq8(p) | Codec::Pq4(p) => p.encode(&r, code),
+                    Codec::Binary(b) => b.encode(&r, code, a),
+                }
+            });
+        // Nothing below can fail: the index changes only now.
+        let base = self.len() as u32;
+        for i in 0..n {
+            let row = &x[i * d..(i + 1) * d];
+            let e = Entry {
+                slot: base + i as u32,
+                code: if cs > 0 { &codes[i * cs..(i + 1) * cs] } else { &[] },
+                vec: row,
+                aux: if lay.aux > 0 {
+                    &aux[i * aw..(i + 1) * aw]
+                } else {
+                    &[]
+                },
+                norm: if lay.norms { norm2(row) } else { 0.0 },
+            };
+            self.lists[assign[i] as usize].push(&lay, e);
+        }
+        if let Some(raw) = &mut self.raw {
+            raw.data.to_mut().extend_from_slice(x);
+        }
+        let top = new_ids.iter().copied().max().unwrap_or(-1);
+        self.ids.to_mut().extend_from_slice(&new_ids);
+        self.next_id = self.next_id.max(top + 1);
+        self.id_map = OnceLock::new();
+        Ok(())
+    }
+
+    /// Remove the vectors with these ids and compact the storage. Unknown or repeated ids are
+    /// an error (and nothing is removed). Returns the number removed.
+    pub fn remove(&mut self, ids: &[i64]) -> Result<usize> {
+        let map = self.id_map();
+        let mut gone = Bitmap::new(self.len());
+        for &i in ids {
+            match map.get(&i) {
+                None => return Err(Error::invalid("ids", format!("unknown id {i}"))),
+                Some(&s) => {
+                    if gone.contains(s) {
+                        return Err(Error::invalid("ids", format!("id {i} given twice")));
+                    }
+                    gone.insert(s);
+                }
+            }
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n = self.len();
+        let mut renum = vec![u32::MAX; n];
+        let mut next = 0u32;
+        for (s, r) in renum.iter_mut().enumerate() {
+            if !gone.contains(s as u32) {
+                *r = next;
+                next += 1;
+            }
+        }
+        let lay = self.layout();
+        let is_gone = |s: u32| gone.contains(s);
+        let ren = |s: u32| renum[s as usize];
+        self.lists
+            .par_iter_mut()
+            .for_each(|l| l.compact(&lay, &is_gone, &ren));
+        let old_ids = self.ids.as_slice();
+        let new_ids: Vec<i64> = (0..n)
+            .filter(|&s| !gone.contains(s as u32))
+            .map(|s| old_ids[s])
+            .collect();
+        if let Some(raw) = &mut self.raw {
+            let d = self.dim;
+            let old = raw.data.as_slice();
+            let mut v = Vec::with_capacity(new_ids.len() * d);
+            for s in (0..n).filter(|&s| !gone.contains(s as u32)) {
+                v.extend_from_slice(&old[s * d..(s + 1) * d]);
+            }
+            raw.data = Buf::Owned(v);
+        }
+        self.ids = Buf::Owned(new_ids);
+        self.id_map = OnceLock::new();
+        Ok(ids.len())
+    }
+
+    /// An allow-list from user ids (ids not in the index are ignored).
+    pub fn allow_ids(&self, ids: &[i64]) -> Bitmap {
+        let map = self.id_map();
+        let mut b = Bitmap::new(self.len());
+        for i in ids {
+            if let Some(&s) = map.get(i) {
+                b.insert(s);
+            }
+        }
+        b
+    }
+
+    /// An allow-list from a mask indexed by user id (`mask[id]`; ids beyond it are excluded).
+    pub fn allow_mask(&self, mask: &[bool]) -> Bitmap {
+        let mut b = Bitmap::new(self.len());
+        for (s, &id) in self.ids.as_slice().iter().enumerate() {
+            if (id as usize) < mask.len() && mask[id as usize] {
+                b.insert(s as u32);
+            }
+        }
+        b
+    }
+
+    fn prepare(&self, q: &[f32]) -> Prepared {
+        match &self.codec {
+            Codec::Flat => Prepared::Flat,
+            Codec::Sq8(s) => Prepared::Sq8(s.prepare(q)),
+            Codec::Pq8(p) => Prepared::Pq8(p.lut(q)),
+            Codec::Pq4(p) => {
+                let lut = p.lut(q);
+                Prepared::Pq4(fastscan::QuantLut::new(&lut, p.m), lut)
+            }
+            Codec::Binary(b) => Prepared::Binary(b.prepare(q)),
+        }
+    }
+
+    /// Estimated inner product (relative to the list centroid for residual codecs) of entry
+    /// `pos` of list `l`, with an error bound for binary codes.
+    fn estimate(&self, prep: &Prepared, q: &[f32], l: usize, pos: usize, code: &mut Vec<u8>) -> (f32, f32) {
+        let list = &self.lists[l];
+        let lay = self.layout();
+        match prep {
+            Prepared::Flat => (
+                dot(q, &list.vecs.as_slice()[pos * self.dim..(pos + 1) * self.dim]),
+                0.0,
+            ),
+            Prepared::Sq8(s) => {
+                list.code(&lay, pos, code);
+                (s.ip(code), 0.0)
+            }
+            Prepared::Pq8(lut) => {
+                list.code(&lay, pos, code);
+                (pq::lut_ip8(lut, code), 0.0)
+            }
+            Prepared::Pq4(_, lut) => {
+                list.code(&lay, pos, code);
+                (
+                    code.iter()
+                        .enumerate()
+                        .map(|(j, &c)| lut[j * 16 + c as usize])
+                        .sum(),
+                    0.0,
+                )
+            }
+            Prepared::Binary(b) => {
+                list.code(&lay, pos, code);
+                b.ip(
+                    code,
+                    &list.aux.as_slice()[pos * binary::AUX..(pos + 1) * binary::AUX],
+                )
+            }
+        }
+    }
+
+    /// Scan list `l` into `top` (estimated scores, payload `pack(l, pos)`), offering only allowed
+    /// slots.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_list(
+        &self,
+        prep: &Prepared,
+        q: &[f32],
+        qn2: f32,
+        l: usize,
+        base: f32,
+        top: &mut TopK,
+        allow: Option<&Bitmap>,
+    ) {
+        let list = &self.lists[l];
+        let lay = self.layout();
+        let norms = list.norms.as_slice();
+        let m = self.metric;
+        let ok = |s: u32| allow.is_none_or(|a| a.contains(s));
+        let score = |ip: f32, pos: usize| m.from_ip(ip, qn2, if lay.norms { norms[pos] } else { 0.0 });
+        let n = list.len();
+        match prep {
+            Prepared::Pq4(ql, _) => {
+                let mq = lay.fastscan_m.expect("fast-scan layout");
+                let bb = fastscan::block_bytes(mq);
+                let codes = list.codes.as_slice();
+                let mut acc = [0u16; fastscan::BLOCK];
+                for (b, block) in codes.chunks_exact(bb).enumerate() {
+                    fastscan::scan_block(ql, mq, block, &mut acc);
+                    let lim = (n - b * fastscan::BLOCK).min(fastscan::BLOCK);
+                    // Without per-vector norms the score is monotone in the u16 sum: reject in
+                    // the integer domain before any float work.
+                    let amin = if lay.norms || top.len() < top_cap(top) {
+                        0u16
+                    } else {
+                        ((top.threshold() - base - ql.bias) / ql.scale)
+                            .floor()
+                            .clamp(0.0, 65535.0) as u16
+                    };
+                    for (i, &a) in acc[..lim].iter().enumerate() {
+                        if a < amin {
+                            continue;
+                        }
+                        let pos = b * fastscan::BLOCK + i;
+                        let s = score(base + ql.bias + ql.scale * a as f32, pos);
+                        if s >= top.threshold() && ok(list.slots[pos]) {
+                            top.push(s, pack(l, pos));
+                        }
+                    }
+                }
+            }
+            Prepared::Flat => {
+                let v = list.vecs.as_slice();
+                for pos in 0..n {
+                    let s = score(dot(q, &v[pos * self.dim..(pos + 1) * self.dim]), pos);
+                    if s >= top.threshold() && ok(list.slots[pos]) {
+                        top.push(s, pack(l, pos));
+                    }
+                }
+            }
+            Prepared::Sq8(sq) => {
+                let cs = lay.code_size;
+                for (pos, code) in list.codes.as_slice().chunks_exact(cs).enumerate() {
+                    let s = score(base + sq.ip(code), pos);
+                    if s >= top.threshold() && ok(list.slots[pos]) {
+                        top.push(s, pack(l, pos));
+                    }
+                }
+            }
+            Prepared::Pq8(lut) => {
+                let cs = lay.code_size;
+                for (pos, code) in list.codes.as_slice().chunks_exact(cs).enumerate() {
+                    let s = score(base + pq::lut_ip8(lut, code), pos);
+                    if s >= top.threshold() && ok(list.slots[pos]) {
+                        top.push(s, pack(l, pos));
+                    }
+                }
+            }
+            Prepared::Binary(bq) => {
+                let cs = lay.code_size;
+                let aux = list.aux.as_slice();
+                for (pos, code) in list.codes.as_slice().chunks_exact(cs).enumerate() {
+                    let (e, _) = bq.ip(code, &aux[pos * binary::AUX..(pos + 1) * binary::AUX]);
+                    let s = score(base + e, pos);
+                    if s >= top.threshold() && ok(list.slots[pos]) {
+                        top.push(s, pack(l, pos));
+                    }
+                }
+            }
+        }
+    }
+
+    fn default_nprobe(&self) -> usize {
+        let nl = self.lists.len();
+        nl.min((nl / 32).max(8))
+    }
+
+    /// Search `queries` (`[nq, dim]`) for the `k` best matches each. Returns row-major
+    /// `[nq, k]` scores and ids, padded with `-inf` / `-1` when fewer than `k` vectors exist
+    /// (or pass the filter). Concurrent calls on a shared `&Index` are safe.
+    pub fn search(
+        &self,
+        queries: &[f32],
+        k: usize,
+        params: &SearchParams,
+        allow: Option<&Bitmap>,
+    ) -> Result<(Vec<f32>, Vec<i64>)> {
+        let d = self.dim;
+        let nq = check_rows("queries", queries, d)?;
+        if k == 0 {
+            return Err(Error::invalid("k", "must be at least 1"));
+        }
+        if !self.trained {
+            return Err(Error::State(format!(
+                "index {} must be trained before searching",
+                self.spec
+            )));
+        }
+        if params.nprobe == Some(0) {
+            return Err(Error::invalid("nprobe", "must be at least 1"));
+        }
+        let q = self.prep(queries);
+        let q = &q[..];
+        let qn2: Vec<f32> = if self.metric == Metric::L2 {
+            q.chunks_exact(d).map(norm2).collect()
+        } else {
+            vec![0.0; nq]
+        };
+        let nl = self.lists.len();
+        let nprobe = params.nprobe.unwrap_or_else(|| self.default_nprobe()).min(nl);
+        // Small calls on lists run on the calling thread: concurrent single-query callers then
+        // scale with their own threads instead of queueing on the shared pool.
+        let flat_all = self.spec.codec == CodecSpec::Flat && nl == 1;
+        let inline = nq < 4 && !flat_all && self.len() * nprobe / nl < 200_000;
+        let map_queries = |f: &(dyn Fn(usize) -> Vec<(f32, u32)> + Sync)| -> Vec<Vec<(f32, u32)>> {
+            if inline {
+                (0..nq).map(f).collect()
+            } else {
+                (0..nq).into_par_iter().map(f).collect()
+            }
+        };
+        let body = || {
+            // Exact scan of the allowed set when the filter leaves fewer vectors than the
+            // probed lists would hold, or too few to fill k from them (recall never collapses).
+            if let Some(a) = allow {
+                let scanned = self.len() * nprobe / nl;
+                let hits = a.count() * nprobe / nl;
+                if a.count() <= scanned || hits < 16 * k {
+                    return map_queries(&|i| {
+                        self.exact_allowed(&q[i * d..(i + 1) * d], qn2[i], k, params, a)
+                    });
+                }
+            }
+            if flat_all {
+                let l = &self.lists[0];
+                let allow_pos = |pos: u32| allow.is_none_or(|a| a.contains(l.slots[pos as usize]));
+                return flat::search(
+                    q,
+                    &qn2,
+                    l.vecs.as_slice(),
+                    l.norms.as_slice(),
+                    d,
+                    self.metric,
+                    k,
+                    &allow_pos,
+                )
+                .into_iter()
+                .map(|t| {
+                    t.into_sorted()
+                        .into_iter()
+                        .map(|(s, p)| (s, l.slots[p as usize]))
+                        .collect()
+                })
+                .collect();
+            }
+            // Coarse scores of every query against every centroid (one GEMM for batches).
+            let mut cip = vec![0f32; nq * nl];
+            if nl > 1 && nq >= 8 {
+                flat::ip_matrix(q, &self.centroids, d, &mut cip);
+            } else if nl > 1 {
+                // A GEMM would re-pack all centroids for a handful of queries: dot products win.
+                for (i, row) in cip.chunks_exact_mut(nl).enumerate() {
+                    let qq = &q[i * d..(i + 1) * d];
+                    for (c, v) in self.centroids.chunks_exact(d).zip(row.iter_mut()) {
+                        *v = dot(qq, c);
+                    }
+                }
+            } else if self.residual_codec() {
+                for i in 0..nq {
+                    cip[i] = dot(&q[i * d..(i + 1) * d], &self.centroids);
+                }
+            }
+            let inner = !inline && nq < crate::threads::num_threads();
+            map_queries(&|i| {
+                self.search_one(
+                    &q[i * d..(i + 1) * d],
+                    qn2[i],
+                    &cip[i * nl..(i + 1) * nl],
+                    k,
+                    nprobe,
+                    params,
+                    allow,
+                    inner,
+                )
+            })
+        };
+        let results: Vec<Vec<(f32, u32)>> = if inline {
+            body()
+        } else {
+            crate::threads::install(body)
+        };
+        let mut scores = vec![f32::NEG_INFINITY; nq * k];
+        let mut ids = vec![-1i64; nq * k];
+        let uid = self.ids.as_slice();
+        for (i, r) in results.into_iter().enumerate() {
+            for (j, (s, slot)) in r.into_iter().take(k).enumerate() {
+                scores[i * k + j] = s;
+                ids[i * k + j] = uid[slot as usize];
+            }
+        }
+        Ok((scores, ids))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn search_one(
+        &self,
+        q: &[f32],
+        qn2: f32,
+        cip: &[f32],
+        k: usize,
+        nprobe: usize,
+        params: &SearchParams,
+        allow: Option<&Bitmap>,
+        inner: bool,
+    ) -> Vec<(f32, u32)> {
+        let nl = self.lists.len();
+        let probe: Vec<usize> = if nl == 1 {
+            vec![0]
+        } else {
+            let mut t = TopK::new(nprobe);
+            for (l, &ip) in cip.iter().enumerate() {
+                t.push(self.metric.from_ip(ip, qn2, self.cnorm[l]), l as u32);
+            }
+            t.into_sorted().into_iter().map(|(_, l)| l as usize).collect()
+        };
+        let prep = self.prepare(q);
+        let rescore = self.raw.is_some() && params.rescore > 0;
+        let is_bin = matches!(self.codec, Codec::Binary(_));
+        let ks = match (&self.codec, rescore) {
+            (Codec::Flat, _) => k,
+            (_, true) => (k * params.rescore).max(32) * if is_bin { 4 } else { 1 },
+            (Codec::Pq4(_), false) => 4 * k,
+            _ => k,
+        };
+        let base = |l: usize| if self.residual_codec() { cip[l] } else { 0.0 };
+        let top = if inner && probe.len() > 1 {
+            probe
+                .par_iter()
+                .map(|&l| {
+                    let mut t = TopK::new(ks);
+                    self.scan_list(&prep, q, qn2, l, base(l), &mut t, allow);
+                    t
+                })
+                .reduce(
+                    || TopK::new(ks),
+                    |mut a, b| {
+                        a.merge(b);
+                        a
+                    },
+                )
+        } else {
+            let mut t = TopK::new(ks);
+            for &l in &probe {
+                self.scan_list(&prep, q, qn2, l, base(l), &mut t, allow);
+            }
+            t
+        };
+        let short: Vec<(f32, usize, usize)> = top
+            .into_sorted()
+            .into_iter()
+            .map(|(s, lp)| (s, (lp >> 32) as usize, (lp & 0xFFFF_FFFF) as usize))
+            .collect();
+        let slot = |l: usize, p: usize| self.lists[l].slots[p];
+        let norm = |l: usize, p: usize| {
+            if self.metric == Metric::L2 {
+                self.lists[l].norms.as_slice()[p]
+            } else {
+                0.0
+            }
+        };
+        if rescore {
+            let raw = self.raw.as_ref().expect("rescore needs vectors");
+            let mut out = TopK::new(k);
+            let mut code = Vec::new();
+            for &(_, l, p) in &short {
+                if is_bin && out.len() == k {
+                    // Skip candidates whose upper bound cannot reach the k-th exact score.
+                    let (e, b) = self.estimate(&prep, q, l, p, &mut code);
+                    let ub = self.metric.from_ip(base(l) + e + b, qn2, norm(l, p));
+                    if ub < out.threshold() {
+                        continue;
+                    }
+                }
+                let s = slot(l, p);
+                out.push(raw.score(q, s as usize), s);
+            }
+            slots_of(out)
+        } else if let Prepared::Pq4(..) = prep {
+            // Re-rank the quantized-table shortlist with the exact float table.
+            let mut out = TopK::new(k);
+            let mut code = Vec::new();
+            for &(_, l, p) in &short {
+                let (e, _) = self.estimate(&prep, q, l, p, &mut code);
+                out.push(self.metric.from_ip(base(l) + e, qn2, norm(l, p)), slot(l, p));
+            }
+            slots_of(out)
+        } else {
+            short.into_iter().map(|(sc, l, p)| (sc, slot(l, p))).collect()
+        }
+    }
+
+    /// Exact top-k over the allowed slots: full-precision vectors when stored, else every
+    /// allowed code is scored (no list is skipped).
+    fn exact_allowed(
+        &self,
+        q: &[f32],
+        qn2: f32,
+        k: usize,
+        params: &SearchParams,
+        a: &Bitmap,
+    ) -> Vec<(f32, u32)> {
+        let mut top = TopK::new(k);
+        if let (Some(raw), true) = (&self.raw, params.rescore > 0) {
+            for s in a.iter() {
+                top.push(raw.score(q, s as usize), s);
+            }
+            return slots_of(top);
+        }
+        let prep = self.prepare(q);
+        let mut code = Vec::new();
+        for (l, list) in self.lists.iter().enumerate() {
+            let base = if self.residual_codec() {
+                dot(q, &self.centroids[l * self.dim..(l + 1) * self.dim])
+            } else {
+                0.0
+            };
+            for (p, &s) in list.slots.iter().enumerate() {
+                if a.contains(s) {
+                    let (e, _) = self.estimate(&prep, q, l, p, &mut code);
+                    let n = if self.metric == Metric::L2 {
+                        list.norms.as_slice()[p]
+                    } else {
+                        0.0
+                    };
+                    top.push(self.metric.from_ip(base + e, qn2, n), s);
+                }
+            }
+        }
+        slots_of(top)
+    }
+
+    /// Bytes held by the index's data (codes, vectors, ids, centroids, codebooks; memory-mapped
+    /// parts included).
+    pub fn memory_usage(&self) -> usize {
+        let lists: usize = self.lists.iter().map(List::bytes).sum();
+        let codec = match &self.codec {
+            Codec::Flat => 0,
+            Codec::Sq8(s) => 8 * s.vmin.len(),
+            Codec::Pq8(p) | Codec::Pq4(p) => 4 * p.codebooks.len(),
+            Codec::Binary(b) => 4 * b.rot.len(),
+        };
+        let raw = self.raw.as_ref().map_or(0, |r| 4 * r.data.len());
+        let map = self.id_map.get().map_or(0, |m| m.capacity() * 16);
+        lists + codec + raw + map + 8 * self.ids.len() + 4 * (self.centroids.len() + self.cnorm.len())
+    }
+
+    /// Write the index to `path` atomically (see [`io`]).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let lay = self.layout();
+        let sizes: Vec<u32> = self.lists.iter().map(|l| l.len() as u32).collect();
+        let cat_u32: Vec<u32> = self.lists.iter().flat_map(|l| l.slots.iter().copied()).collect();
+        let cat_codes: Vec<u8> = self
+            .lists
+            .iter()
+            .flat_map(|l| l.codes.as_slice().iter().copied())
+            .collect();
+        let cat = |f: &dyn Fn(&List) -> &[f32]| -> Vec<f32> {
+            self.lists.iter().flat_map(|l| f(l).iter().copied()).collect()
+        };
+        let vecs = cat(&|l| l.vecs.as_slice());
+        let aux = cat(&|l| l.aux.as_slice());
+        let norms = cat(&|l| l.norms.as_slice());
+        let mut w = io::Writer::default();
+        w.add("centroids", vec![self.lists.len(), self.dim], &self.centroids);
+        w.add("ids", vec![self.len()], self.ids.as_slice());
+        w.add("list_sizes", vec![sizes.len()], &sizes);
+        w.add("list_slots", vec![cat_u32.len()], &cat_u32);
+        w.add("list_codes", vec![cat_codes.len()], &cat_codes);
+        w.add("list_vecs", vec![vecs.len()], &vecs);
+        w.add("list_aux", vec![aux.len()], &aux);
+        w.add("list_norms", vec![norms.len()], &norms);
+        match &self.codec {
+            Codec::Flat => {}
+            Codec::Sq8(s) => {
+                w.add("sq8_min", vec![self.dim], &s.vmin);
+                w.add("sq8_step", vec![self.dim], &s.step);
+            }
+            Codec::Pq8(p) | Codec::Pq4(p) => w.add("pq_codebooks", vec![p.m, p.ksub, p.dsub], &p.codebooks),
+            Codec::Binary(b) => w.add("rotation", vec![b.dp, b.d], &b.rot),
+        }
+        if let Some(raw) = &self.raw {
+            w.add("vectors", vec![self.len(), self.dim], raw.data.as_slice());
+        }
+        let _ = lay;
+        let meta = serde_json::json!({
+            "library": "mlvec",
+            "kind": self.spec.to_string(),
+            "dim": self.dim,
+            "metric": self.metric.name(),
+            "seed": self.seed,
+            "trained": self.trained,
+            "count": self.len(),
+            "nlist": self.lists.len(),
+            "next_id": self.next_id,
+        });
+        w.write(path, meta)
+    }
+
+    /// Read an index written by [`Index::save`]. With `mmap`, arrays stay in the mapped file
+    /// (copied into memory only when the index is modified).
+    pub fn load(path: &Path, mmap: bool) -> Result<Self> {
+        let r = io::Reader::open(path, mmap)?;
+        let m = &r.meta;
+        let bad = |what: &str| Error::Format(format!("{}: bad header field {what:?}", path.display()));
+        let kind = m["kind"].as_str().ok_or_else(|| bad("kind"))?;
+        let dim = m["dim"].as_u64().ok_or_else(|| bad("dim"))? as usize;
+        let metric =
+            Metric::parse(m["metric"].as_str().ok_or_else(|| bad("metric"))?).map_err(|_| bad("metric"))?;
+        let seed = m["seed"].as_u64().ok_or_else(|| bad("seed"))?;
+        let count = m["count"].as_u64().ok_or_else(|| bad("count"))? as usize;
+        let nl = m["nlist"].as_u64().ok_or_else(|| bad("nlist"))? as usize;
+        let trained = m["trained"].as_bool().ok_or_else(|| bad("trained"))?;
+        let next_id = m["next_id"].as_i64().ok_or_else(|| bad("next_id"))?;
+        let spec = factory::parse(kind).map_err(|_| bad("kind"))?;
+        let mut idx = Index::from_spec(dim, spec, metric, seed).map_err(|e| Error::Format(e.to_string()))?;
+        if nl != spec.nlist.max(1) || dim == 0 {
+            return Err(bad("nlist"));
+        }
+        idx.trained = trained;
+        idx.next_id = next_id;
+        idx.centroids = r.array::<f32>("centroids", Some(nl * dim))?.as_slice().to_vec();
+        idx.cnorm = idx.centroids.chunks_exact(dim).map(norm2).collect();
+        idx.ids = r.array::<i64>("ids", Some(count))?;
+        if trained {
+            idx.codec = match spec.codec {
+                CodecSpec::Flat => Codec::Flat,
+                CodecSpec::Sq8 => Codec::Sq8(sq8::Sq8 {
+                    vmin: r.array::<f32>("sq8_min", Some(dim))?.as_slice().to_vec(),
+                    step: r.array::<f32>("sq8_step", Some(dim))?.as_slice().to_vec(),
+                }),
+                CodecSpec::Pq8 { m: pm } | CodecSpec::Pq4 { m: pm } => {
+                    let ksub = if matches!(spec.codec, CodecSpec::Pq8 { .. }) {
+                        256
+                    } else {
+                        16
+                    };
+                    let cb = r
+                        .array::<f32>("pq_codebooks", Some(ksub * dim))?
+                        .as_slice()
+                        .to_vec();
+                    let p = pq::Pq {
+                        m: pm,
+                        dsub: dim / pm,
+                        ksub,
+                        codebooks: cb,
+                    };
+                    if ksub == 256 {
+                        Codec::Pq8(p)
+                    } else {
+                        Codec::Pq4(p)
+                    }
+                }
+                CodecSpec::Binary => {
+                    let dp = dim.div_ceil(64) * 64;
+                    Codec::Binary(binary::Binary {
+                        d: dim,
+                        dp,
+                        rot: r.array::<f32>("rotation", Some(dp * dim))?.as_slice().to_vec(),
+                    })
+                }
+            };
+        }
+        let lay = idx.layout();
+        let sizes = r.array::<u32>("list_sizes", Some(nl))?;
+        let sizes = sizes.as_slice();
+        let total: usize = sizes.iter().map(|&s| s as usize).sum();
+        if total != count {
+            return Err(Error::Format(format!(
+                "{}: list sizes sum to {total}, header says {count} vectors",
+                path.display()
+            )));
+        }
+        let code_bytes = |n: usize| match lay.fastscan_m {
+            Some(m) => fastscan::bytes_for(m, n),
+            None => n * lay.code_size,
+        };
+        let slots = r.array::<u32>("list_slots", Some(count))?;
+        let codes = r.array::<u8>(
+            "list_codes",
+            Some(sizes.iter().map(|&s| code_bytes(s as usize)).sum()),
+        )?;
+        let vecs = r.array::<f32>("list_vecs", Some(count * lay.vec_dim))?;
+        let aux = r.array::<f32>("list_aux", Some(count * lay.aux))?;
+        let norms = r.array::<f32>("list_norms", Some(if lay.norms { count } else { 0 }))?;
+        if slots.as_slice().iter().any(|&s| s as usize >= count) {
+            return Err(Error::Format(format!(
+                "{}: a list refers to a missing vector",
+                path.display()
+            )));
+        }
+        let (mut o_s, mut o_c) = (0usize, 0usize);
+        idx.lists = sizes
+            .iter()
+            .map(|&s| {
+                let s = s as usize;
+                let cb = code_bytes(s);
+                let l = List {
+                    slots: slots.as_slice()[o_s..o_s + s].to_vec(),
+                    codes: sub(&codes, o_c, cb),
+                    vecs: sub(&vecs, o_s * lay.vec_dim, s * lay.vec_dim),
+                    aux: sub(&aux, o_s * lay.aux, s * lay.aux),
+                    norms: sub(
+                        &norms,
+                        if lay.norms { o_s } else { 0 },
+                        if lay.norms { s } else { 0 },
+                    ),
+                };
+                o_s += s;
+                o_c += cb;
+                l
+            })
+            .collect();
+        if let Some(raw) = &mut idx.raw {
+            raw.data = r.array::<f32>("vectors", Some(count * dim))?;
+        }
+        Ok(idx)
+    }
+}
+
+/// Capacity of a selection (the k it keeps).
+#[inline]
+fn top_cap(t: &TopK) -> usize {
+    t.capacity()
+}
+
+/// The entries of a slot-keyed selection, best first.
+fn slots_of(t: TopK) -> Vec<(f32, u32)> {
+    t.into_sorted()
+        .into_iter()
+        .map(|(sc, s)| (sc, s as u32))
+        .collect()
+}
+
+/// A (list, position) pair as one top-k payload.
+#[inline]
+fn pack(l: usize, pos: usize) -> u64 {
+    ((l as u64) << 32) | pos as u64
+}
+
+/// A sub-range of a buffer (a narrower view for mapped data, a copy for owned).
+fn sub<T: io::Pod>(b: &Buf<T>, start: usize, len: usize) -> Buf<T> {
+    match b {
+        Buf::Owned(v) => Buf::Owned(v[start..start + len].to_vec()),
+        Buf::Mapped { map, offset, .. } => Buf::Mapped {
+            map: map.clone(),
+            offset: offset + start * std::mem::size_of::<T>(),
+            len,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmeans::Rng;
+
+    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        let centers: Vec<f32> = (0..16 * d).map(|_| rng.normal() as f32).collect();
+        (0..n)
+            .flat_map(|_| {
+                let c = rng.below(16);
+                (0..d)
+                    .map(|j| centers[c * d + j] + 0.3 * rng.normal() as f32)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn exact(db: &[f32], q: &[f32], d: usize, k: usize) -> Vec<Vec<usize>> {
+        q.chunks_exact(d)
+            .map(|qq| {
+                let mut s: Vec<(f32, usize)> = db.chunks_exact(d).map(|x| dot(qq, x)).zip(0..).collect();
+                s.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+                s.iter().take(k).map(|x| x.1).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_recalls_and_round_trips() {
+        let (n, d, k) = (3000, 32, 10);
+        let db = data(n, d, 1);
+        let qs = data(20, d, 2);
+        let truth = exact(&db, &qs, d, k);
+        let dir = std::env::temp_dir().join(format!("mlvec-index-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (kind, min_recall) in [
+            ("Flat", 1.0),
+            ("IVF16,Flat", 0.9),
+            ("IVF16,SQ8", 0.85),
+            ("IVF16,PQ16", 0.6),
+            ("IVF16,PQ16x4,rescore", 0.85),
+            ("IVF16,BIN,rescore", 0.85),
+            ("SQ8,rescore", 0.95),
+        ] {
+            let mut idx = Index::new(d, kind, Metric::Ip, 0).unwrap();
+            idx.train(&db).unwrap();
+            idx.add(&db, None).unwrap();
+            let p = SearchParams {
+                nprobe: Some(8),
+                rescore: 8,
+            };
+            let (s, ids) = idx.search(&qs, k, &p, None).unwrap();
+            let hit: usize = truth
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    t.iter()
+                        .filter(|&&x| ids[i * k..(i + 1) * k].contains(&(x as i64)))
+                        .count()
+                })
+                .sum();
+            let recall = hit as f32 / (20 * k) as f32;
+            assert!(recall >= min_recall, "{kind}: recall {recall}");
+            let path = dir.join("x.mlvec");
+            idx.save(&path).unwrap();
+            for mmap in [false, true] {
+                let back = Index::load(&path, mmap).unwrap();
+                let (s2, ids2) = back.search(&qs, k, &p, None).unwrap();
+                assert_eq!(ids, ids2, "{kind}");
+                assert_eq!(s, s2, "{kind}");
+            }
+            let removed: Vec<i64> = (0..n as i64).step_by(3).collect();
+            idx.remove(&removed).unwrap();
+            assert_eq!(idx.len(), n - removed.len());
+            let (_, ids3) = idx.search(&qs, k, &p, None).unwrap();
+            assert!(ids3.iter().all(|&i| i % 3 != 0), "{kind}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,43 @@
+"""The index benchmark runs end to end in its quick mode (tiny sizes) and reports every peer."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("faiss", "hnswlib", "usearch")),
+    reason="benchmark peers (faiss-cpu, hnswlib, usearch) not installed",
+)
+def test_bench_index_quick(tmp_path):
+    table = tmp_path / "t.md"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benches" / "bench_index.py"),
+            "--quick",
+            "--skip-real",
+            "--synthetic-n",
+            "3000",
+            "--single-queries",
+            "5",
+            "--threads",
+            "1",
+            "--table",
+            str(table),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = table.read_text()
+    for name in ("mlvec", "faiss", "hnswlib", "usearch", "Best queries/s", "GB/s"):
+        assert name in text, name

@@ -1,0 +1,255 @@
+"""Index behaviour: persistence, corrupted files, bad input, removal, filters, threads."""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import numpy as np
+import pytest
+from _index_data import exact, mixture
+
+import mlvec
+import mlvec.index as mi
+
+KINDS = ["Flat", "IVF8,Flat", "IVF8,SQ8", "PQ8", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore", "BIN"]
+
+
+def built(kind: str, n: int = 1500, d: int = 32, metric: str = "ip", ids=None) -> tuple[mi.Index, np.ndarray]:
+    db = mixture(n, d, seed=11)
+    index = mi.index_factory(d, kind, metric=metric, seed=3)
+    if not index.is_trained:
+        index.train(db)
+    index.add(db, ids=ids)
+    return index, db
+
+
+def snapshot(index: mi.Index, q: np.ndarray):
+    return len(index), index.ids().copy(), index.search(q, 7, nprobe=4)
+
+
+def same(a, b):
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2][0], b[2][0])
+    np.testing.assert_array_equal(a[2][1], b[2][1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
+def test_save_load_round_trip_including_mmap(tmp_path, kind, metric):
+    index, db = built(kind, metric=metric, ids=np.arange(1500) * 3 + 7)
+    q = db[:20] + 0.01
+    before = snapshot(index, q)
+    path = tmp_path / "x.mlvec"
+    index.save(path)
+    for mmap in (False, True):
+        back = mi.load(path, mmap=mmap)
+        assert (back.kind, back.dim, back.metric) == (index.kind, index.dim, index.metric)
+        same(before, snapshot(back, q))
+    # A mapped index can still be modified (it copies what it changes) and saved elsewhere.
+    back = mi.load(path, mmap=True)
+    back.remove([7, 10])
+    back.add(db[:2], ids=[1, 2])
+    back.save(tmp_path / "y.mlvec")
+    assert len(mi.load(tmp_path / "y.mlvec")) == 1500
+
+
+def test_file_errors(tmp_path):
+    index, _ = built("IVF8,SQ8")
+    path = tmp_path / "x.mlvec"
+    index.save(path)
+    raw = path.read_bytes()
+    cases = {
+        "truncated": raw[: len(raw) // 2],
+        "tiny": raw[:10],
+        "flipped": raw[:300] + bytes([raw[300] ^ 0xFF]) + raw[301:],
+        "future": raw[:8] + struct.pack("<I", 99) + raw[12:],
+        "foreign": b"PK\x03\x04" + raw[4:],
+        "empty": b"",
+    }
+    for name, data in cases.items():
+        p = tmp_path / f"{name}.mlvec"
+        p.write_bytes(data)
+        with pytest.raises(mlvec.FormatError) as e:
+            mi.load(p)
+        if name == "future":
+            assert "newer" in str(e.value)
+        if name == "flipped":
+            assert "checksum" in str(e.value)
+    with pytest.raises(OSError):
+        mi.load(tmp_path / "missing.mlvec")
+
+
+def test_save_is_atomic_and_leaves_no_temporaries(tmp_path):
+    index, _ = built("Flat")
+    path = tmp_path / "x.mlvec"
+    path.write_bytes(b"old")
+    index.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.mlvec"]
+    assert len(mi.load(path)) == 1500
+    with pytest.raises(OSError):
+        index.save(tmp_path / "no" / "such" / "dir.mlvec")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.mlvec"]
+
+
+@pytest.mark.parametrize("kind", ["Flat", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore"])
+def test_bad_input_raises_and_leaves_the_index_unchanged(kind):
+    index, db = built(kind, ids=np.arange(1500) + 100)
+    q = db[:5]
+    before = snapshot(index, q)
+    nan = db[:3].copy()
+    nan[1, 4] = np.nan
+    inf = db[:3].copy()
+    inf[2, 0] = np.inf
+    bad_calls = [
+        (ValueError, lambda: index.add(db[:3, :16])),
+        (ValueError, lambda: index.add(nan)),
+        (ValueError, lambda: index.add(inf, ids=[1, 2, 3])),
+        (ValueError, lambda: index.add(db[:3], ids=[1, 2, 2])),
+        (ValueError, lambda: index.add(db[:3], ids=[1, 2, 100])),
+        (ValueError, lambda: index.add(db[:3], ids=[1, 2])),
+        (ValueError, lambda: index.add(db[:3], ids=[-5, 1, 2])),
+        (TypeError, lambda: index.add(db[:3].astype(np.int32))),
+        (TypeError, lambda: index.add(db[:3], ids=[1.5, 2.0, 3.0])),
+        (ValueError, lambda: index.remove([100, 99999])),
+        (ValueError, lambda: index.remove([100, 100])),
+        (ValueError, lambda: index.search(q[:, :8], 3)),
+        (ValueError, lambda: index.search(nan, 3)),
+        (ValueError, lambda: index.search(q, 0)),
+        (ValueError, lambda: index.search(q, -2)),
+        (ValueError, lambda: index.search(q, 3, nprobe=0)),
+        (TypeError, lambda: index.search(q, 2.5)),
+        (mlvec.MlvecError, lambda: index.train(db)),
+    ]
+    for exc, call in bad_calls:
+        with pytest.raises(exc):
+            call()
+        same(before, snapshot(index, q))
+
+
+def test_state_errors():
+    index = mi.index_factory(16, "IVF4,SQ8")
+    x = mixture(100, 16)
+    with pytest.raises(mlvec.MlvecError, match="trained"):
+        index.add(x)
+    with pytest.raises(mlvec.MlvecError, match="trained"):
+        index.search(x, 3)
+    with pytest.raises(ValueError, match="at least 4"):
+        index.train(x[:3])
+    assert not index.is_trained
+    for bad in ["IVF0,Flat", "PQ5", "PQ8x3", "Flat,rescore", "LSH", "IVF4,SQ8,junk"]:
+        with pytest.raises(ValueError):
+            mi.index_factory(16, bad)
+    with pytest.raises(ValueError):
+        mi.index_factory(16, "Flat", metric="hamming")
+    with pytest.raises(ValueError):
+        mi.index_factory(0, "Flat")
+    with pytest.raises(ValueError, match="HNSW"):
+        mi.index_factory(16, "HNSW32")
+
+
+def test_k_larger_than_n_pads():
+    index, db = built("IVF8,SQ8", n=40)
+    s, i = index.search(db[:2], 50, nprobe=8)
+    assert s.shape == (2, 50)
+    assert (i[:, :40] >= 0).all() and (i[:, 40:] == -1).all()
+    assert np.isneginf(s[:, 40:]).all() and np.isfinite(s[:, :40]).all()
+    empty = mi.index_factory(8, "Flat")
+    s, i = empty.search(np.ones((1, 8), np.float32), 3)
+    assert (i == -1).all() and np.isneginf(s).all()
+
+
+@pytest.mark.parametrize("kind", ["Flat", "IVF8,SQ8", "IVF8,PQ8x4,rescore"])
+def test_remove_compacts_and_frees_memory(kind):
+    index, db = built(kind, n=3000)
+    mem = index.memory_usage()
+    gone = np.arange(0, 3000, 2)
+    assert index.remove(gone) == 1500
+    assert len(index) == 1500
+    assert index.memory_usage() < 0.7 * mem
+    assert set(index.ids().tolist()) == set(range(1, 3000, 2))
+    s, i = index.search(db[:50], 10, nprobe=8)
+    assert not np.isin(i, gone).any()
+    # The survivors are still found exactly where the codec is exact.
+    if kind == "Flat":
+        _, truth = exact(db[1::2], db[:50], 10)
+        np.testing.assert_array_equal(i, truth * 2 + 1)
+    index.add(db[:2])
+    assert index.ids()[-2:].tolist() == [3000, 3001]
+
+
+@pytest.mark.parametrize("kind", ["Flat", "IVF16,Flat", "IVF16,SQ8", "IVF16,PQ8x4,rescore", "IVF16,BIN"])
+@pytest.mark.parametrize("frac", [0.002, 0.05, 0.5])
+def test_filters_return_only_allowed_ids_with_good_recall(kind, frac):
+    n = 4000
+    index, db = built(kind, n=n, ids=np.arange(n) + 1000)
+    rng = np.random.default_rng(0)
+    allowed = np.sort(rng.choice(n, max(1, int(frac * n)), replace=False))
+    q = db[rng.choice(n, 20)] + 0.05
+    mask = np.zeros(n + 1000, bool)
+    mask[allowed + 1000] = True
+    for kw in ({"allow_ids": allowed + 1000}, {"allow_mask": mask}):
+        s, i = index.search(q, 10, nprobe=4, **kw)
+        got = i[i >= 0]
+        assert np.isin(got, allowed + 1000).all()
+        _, truth = exact(db[allowed], q, 10)
+        want = allowed[truth] + 1000
+        k_eff = min(10, len(allowed))
+        rec = np.mean([len(set(a[:k_eff]) & set(b[:k_eff])) / k_eff for a, b in zip(i, want, strict=True)])
+        floor = 0.3 if kind == "IVF16,BIN" else 0.8
+        assert rec >= floor, f"{kind} frac={frac}: filtered recall {rec:.2f}"
+        if len(allowed) < 10:
+            assert (i[:, len(allowed) :] == -1).all()
+    s, i = index.search(q, 5, allow_ids=np.array([], np.int64))
+    assert (i == -1).all()
+
+
+def test_concurrent_search_add_remove_is_safe():
+    index, db = built("IVF8,SQ8,rescore", n=2000)
+    extra = mixture(2000, 32, seed=12)
+    errors = []
+    stop = threading.Event()
+
+    def searcher():
+        try:
+            while not stop.is_set():
+                s, i = index.search(db[:16], 10, nprobe=4)
+                assert s.shape == (16, 10)
+                assert (np.diff(s, axis=1) <= 1e-6).all()
+                assert (i >= 0).all()
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    def writer():
+        try:
+            for step in range(20):
+                ids = np.arange(100) + 10_000 + 100 * step
+                index.add(extra[step * 100 : (step + 1) * 100], ids=ids)
+                if step % 2:
+                    index.remove(ids)
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    w = threading.Thread(target=writer)
+    for t in threads:
+        t.start()
+    w.start()
+    w.join()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(index) == 2000 + 1000
+    ids = index.ids()
+    assert len(np.unique(ids)) == len(ids)
+
+
+def test_config_and_factory_agree():
+    cfg = mi.IndexConfig(codec="pq4", nlist=16, pq_m=8, rescore=True)
+    assert cfg.factory_string() == "IVF16,PQ8x4,rescore"
+    assert mi.index_factory(32, cfg).kind == "IVF16,PQ8x4,rescore"
+    assert mi.IndexConfig().factory_string() == "Flat"
+    with pytest.raises(ValueError):
+        mi.IndexConfig(codec="pq8").factory_string()
