@@ -437,3 +437,125 @@ def test_benchmark_quick_mode_runs(tmp_path):
     res = json.loads(out.read_text())
     assert res["rerank"][0]["max_rel_err_vs_fp32"] < 1e-2
     assert res["training"]["ours_ms"] > 0
+
+
+# ---- the public API on CUDA tensors: mlvec::maxsim_fwd / maxsim_bwd dispatch to the kernels ----
+
+
+def _api_side(rng, n, length, dim, dtype, layout):
+    """One side as integer-valued tokens (exact in every dtype, many ties): ``(x, kwargs)`` on the CPU."""
+    lengths = rng.integers(0, length + 1, size=n)
+    lengths[0] = length
+    x = rng.integers(-3, 4, size=(n, length, dim)).astype(np.float32)
+    mask = (np.arange(length)[None, :] < lengths[:, None]) & (rng.random((n, length)) < 0.8)
+    if layout == "padded":
+        return torch.tensor(x, dtype=dtype), {"mask": torch.tensor(mask)}
+    rows = np.concatenate([x[i, : lengths[i]] for i in range(n)])
+    rmask = np.concatenate([mask[i, : lengths[i]] for i in range(n)])
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int64)
+    return torch.tensor(rows, dtype=dtype), {"mask": torch.tensor(rmask), "offsets": offsets}
+
+
+def _api_kwargs(qkw, dkw, device):
+    out = {f"query_{k}": v.to(device) for k, v in qkw.items()}
+    out.update({f"document_{k}": v.to(device) for k, v in dkw.items()})
+    return out
+
+
+def _finite(x):
+    return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+
+
+API_FUNCS = {
+    "maxsim": lambda q, d, **kw: (mlvec.maxsim(q, d, **kw),),
+    "maxsim_normalized": lambda q, d, **kw: (mlvec.maxsim(q, d, normalize=True, **kw),),
+    "filip": lambda q, d, **kw: mlvec.filip_maxsim(q, d, **kw),
+}
+
+
+def _api_run(fn, q, d, kw, device, weights):
+    q = q.to(device).requires_grad_()
+    d = d.to(device).requires_grad_()
+    outs = API_FUNCS[fn](q, d, **kw)
+    loss = sum((_finite(o) * w.to(device)).sum() for o, w in zip(outs, weights[: len(outs)], strict=True))
+    loss.backward()
+    return [o.detach() for o in outs], q.grad, d.grad
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+@pytest.mark.parametrize("paired", [False, True])
+@pytest.mark.parametrize("fn", list(API_FUNCS))
+def test_public_api_on_cuda_matches_the_cpu_path(dtype, layout, paired, fn):
+    rng = np.random.default_rng([11, DTYPES.index(dtype), int(paired), len(fn)])
+    nq, nd = 3, 3 if paired else 5
+    q, qkw = _api_side(rng, nq, 7, 24, dtype, layout)
+    d, dkw = _api_side(rng, nd, 37, 24, dtype, "packed" if layout == "padded" else "padded")
+    shape = (nq,) if paired else (nq, nd)
+    weights = [torch.tensor(rng.integers(-2, 3, size=shape), dtype=torch.float32) for _ in range(2)]
+    got, gq, gd = _api_run(fn, q, d, _api_kwargs(qkw, dkw, DEV), DEV, weights)
+    want, wq, wd = _api_run(fn, q, d, _api_kwargs(qkw, dkw, "cpu"), "cpu", weights)
+    for g, w in zip(got, want, strict=True):
+        assert g.device.type == torch.device(DEV).type and g.dtype == torch.float32 and g.shape == w.shape
+        torch.testing.assert_close(g.cpu(), w)  # -inf where the CPU path has -inf
+    for g, w in ((gq, wq), (gd, wd)):
+        assert g.device.type == torch.device(DEV).type and g.dtype == dtype and g.shape == w.shape
+        # Integer data and weights: the gradients are sums of small integers (means divide them).
+        torch.testing.assert_close(g.cpu(), w, rtol=1e-2 if dtype != torch.float32 else 1e-5, atol=1e-2)
+
+
+def test_public_api_on_cuda_takes_cpu_masks_and_offsets():
+    rng = np.random.default_rng(21)
+    q, qkw = _api_side(rng, 2, 5, 16, torch.bfloat16, "packed")
+    d, dkw = _api_side(rng, 4, 9, 16, torch.bfloat16, "padded")
+    cpu_kw = _api_kwargs(qkw, dkw, "cpu")
+    got = mlvec.maxsim(q.to(DEV), d.to(DEV), **cpu_kw)
+    torch.testing.assert_close(got.cpu(), mlvec.maxsim(q, d, **cpu_kw))
+    scores, idx = mlvec.rerank(q.to(DEV), d.to(DEV), 3, **cpu_kw)
+    want_scores, want_idx = mlvec.rerank(q, d, 3, **cpu_kw)
+    torch.testing.assert_close(scores.cpu(), want_scores)
+    assert torch.equal(idx.cpu(), want_idx)
+
+
+def test_public_api_on_cuda_rejects_bad_input_clearly():
+    q = torch.randn(2, 4, 8, device=DEV)
+    d = torch.randn(3, 5, 8, device=DEV)
+    with pytest.raises(ValueError, match="documents: on cpu, but the queries are on cuda"):
+        mlvec.maxsim(q, d.cpu())
+    d[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="documents: token row 7 .*NaN or inf"):
+        mlvec.maxsim(q, d)
+    mask = torch.ones(3, 5, dtype=torch.bool, device=DEV)
+    mask[1, 2] = False
+    assert torch.isfinite(mlvec.maxsim(q, d, document_mask=mask)).all()
+    with pytest.raises(ValueError, match="document_offsets: last offset"):
+        mlvec.maxsim(q, d.reshape(15, 8), document_offsets=torch.tensor([0, 5, 16], device=DEV))
+
+
+def _cuda_op_args(rng, dtype, paired, masks, want_d2q):
+    from maxsim_reference import make_sets, packed
+
+    qs = make_sets(rng, 3, 4, 8, dtype, holes=masks)
+    ds = make_sets(rng, 3 if paired else 4, 40, 8, dtype, holes=masks)
+    q, qo, qm = (None if t is None else t.to(DEV) for t in packed(qs, "torch"))
+    d, do, dm = (None if t is None else t.to(DEV) for t in packed(ds, "torch"))
+    return (q, qo, qm, d, do, dm, int(qs.lengths.max()), int(ds.lengths.max()), paired, True, want_d2q, True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("paired", [False, True])
+@pytest.mark.parametrize("masks,want_d2q", [(False, False), (True, True)])
+def test_opcheck_of_the_maxsim_ops_on_cuda(dtype, paired, masks, want_d2q):
+    from mlvec.ops import maxsim_bwd, maxsim_fwd
+
+    rng = np.random.default_rng(31)
+    args = _cuda_op_args(rng, dtype, paired, masks, want_d2q)
+    q, qo, qm, d, do, dm = args[:6]
+    torch.library.opcheck(maxsim_fwd, (q.requires_grad_(), qo, qm, d.requires_grad_(), do, dm, *args[6:]))
+    q, d = q.detach(), d.detach()
+    q2d, q_arg, d2q, d_arg = maxsim_fwd(q, qo, qm, d, do, dm, *args[6:])
+    assert q2d.device.type == torch.device(DEV).type and q_arg.shape == (q2d.shape[0], args[6])
+    g = torch.randn_like(q2d)
+    if want_d2q:
+        torch.library.opcheck(maxsim_bwd, (q, qo, qm, d, do, dm, paired, g, q_arg, g.flip(0), d_arg))
+    torch.library.opcheck(maxsim_bwd, (q, qo, qm, d, do, dm, paired, g, q_arg, None, None))

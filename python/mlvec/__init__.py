@@ -62,7 +62,10 @@ def cpu_features() -> list[str]:
 
 def cuda_available() -> tuple[bool, str]:
     """Whether mlvec's CUDA kernels can run here: ``(True, "")`` or ``(False, reason)``."""
-    return _native.cuda_status()
+    # mlvec.cuda first points the extension at pip's NVRTC (no torch import involved).
+    from mlvec import cuda
+
+    return cuda.available()
 
 
 def __getattr__(name: str) -> Any:

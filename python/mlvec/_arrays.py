@@ -53,13 +53,24 @@ def follow_input_type(result: np.ndarray, *inputs: Any) -> Any:
     return result
 
 
-def check_device(x: Any, name: str) -> None:
-    """Reject tensors that do not live on the CPU with a message that says what to do."""
+def check_device(x: Any, name: str, allow_cuda: bool = False) -> None:
+    """Reject tensors that do not live on the CPU with a message that says what to do.
+
+    With ``allow_cuda`` (APIs routed through the torch ops), CUDA tensors pass when
+    ``mlvec.cuda_available()`` says the kernels can run; otherwise its reason is in the message.
+    """
     if is_tensor(x) and x.device.type != "cpu":
         from mlvec import cuda_available
 
         ok, why = cuda_available()
-        status = "CUDA kernels are available but not wired to this API yet" if ok else why
+        if ok and allow_cuda and x.device.type == "cuda":
+            return
+        if ok:
+            status = "CUDA kernels are available but not wired to this API yet"
+            if allow_cuda:
+                status = f"CUDA kernels are available, but tensors on {x.device} are not"
+        else:
+            status = why
         raise ValueError(
             f"{name}: tensors on {x.device} are not supported yet, only CPU tensors and numpy arrays "
             f"(mlvec.cuda_available(): {status}); move them with .cpu()"
@@ -218,12 +229,15 @@ class Packed:
         return c[self.offsets[1:]] - c[self.offsets[:-1]]
 
 
-def check_layout(x: Any, mask: Any, offsets: Any, name: str, mask_name: str, offsets_name: str) -> str:
+def check_layout(
+    x: Any, mask: Any, offsets: Any, name: str, mask_name: str, offsets_name: str, allow_cuda: bool = False
+) -> str:
     """Decide the layout of one side: ``"padded"`` ([N, L, d]), ``"single"`` ([L, d]) or ``"packed"``.
 
     Raises on combinations that cannot be meant (offsets with a 3-D array, wrong ndim).
+    ``allow_cuda`` as in :func:`check_device`.
     """
-    check_device(x, name)
+    check_device(x, name, allow_cuda)
     check_float(x, name)
     if offsets is not None:
         if x.ndim != 2:

@@ -21,10 +21,14 @@ same; arithmetic accumulates in float32. float64 is rejected (cast first). numpy
 torch tensors are read without copying when C-contiguous (other layouts are copied once).
 
 **Outputs** follow the inputs: numpy in, numpy out; any torch tensor in, torch out (float32
-scores on the CPU). torch tensors go through the ``mlvec::maxsim_fwd`` custom op, so the scores
+scores on the inputs' device). torch tensors go through the ``mlvec::maxsim_fwd`` custom op, so the scores
 are differentiable (gradients in the input dtype) and work under ``torch.compile``: padded input
 traces into one graph; packed input breaks the graph once, to read the longest set's length from
 the offsets (it sizes the saved argmax positions).
+
+**CUDA.** CUDA tensors run on mlvec's CUDA kernels (:mod:`mlvec.cuda`) when
+``mlvec.cuda_available()`` is true; both sides must be on the same device (masks and offsets
+are moved to it). Without usable kernels a CUDA tensor raises ``ValueError`` with the reason.
 
 **Empty sets.** Masked tokens never win a max (−∞ semantics, not 0). A document with no valid
 tokens scores −∞ for ColBERT sum-of-max (and for FILIP ``q2d``) against a query with valid
@@ -43,6 +47,7 @@ import numpy as np
 from mlvec import _native
 from mlvec._arrays import (
     Packed,
+    check_device,
     check_layout,
     describe,
     dtype_name,
@@ -123,12 +128,14 @@ def _as_tensor(x: Any):
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
 
-def _torch_mask(mask: Any, name: str, shape: tuple[int, ...]):
+def _torch_mask(mask: Any, name: str, shape: tuple[int, ...], device: Any):
     import torch
 
     m = _as_tensor(mask)
-    if m.device.type != "cpu":
-        raise ValueError(f"{name}: tensors on {m.device} are not supported yet; move it with .cpu()")
+    if m.device != device:
+        check_device(m, name, allow_cuda=True)
+        # Masks follow their embeddings (a small copy), so a CPU mask may go with CUDA tokens.
+        m = m.to(device)
     if m.dtype != torch.bool:
         if m.dtype.is_floating_point or m.dtype.is_complex:
             raise TypeError(f"{name}: expected a bool (or 0/1 integer) mask, got {describe(m)}")
@@ -141,20 +148,22 @@ def _torch_mask(mask: Any, name: str, shape: tuple[int, ...]):
 def _pack_torch(x: Any, mask: Any, offsets: Any, name: str, mask_name: str, offsets_name: str) -> _TorchSets:
     import torch
 
-    layout = check_layout(x, mask, offsets, name, mask_name, offsets_name)
+    layout = check_layout(x, mask, offsets, name, mask_name, offsets_name, allow_cuda=True)
+    dev = x.device
     if layout == "padded":
         n, length, dim = x.shape
         data = x.reshape(n * length, dim)
-        offs = torch.arange(n + 1, dtype=torch.int64) * length
-        m = None if mask is None else _torch_mask(mask, mask_name, (n, length))
+        offs = torch.arange(n + 1, dtype=torch.int64, device=dev) * length
+        m = None if mask is None else _torch_mask(mask, mask_name, (n, length), dev)
         return _TorchSets(data, offs, m, n, length, False)
     rows = x.shape[0]
-    m = None if mask is None else _torch_mask(mask, mask_name, (rows,))
+    m = None if mask is None else _torch_mask(mask, mask_name, (rows,), dev)
     if layout == "single":
-        return _TorchSets(x, torch.tensor([0, rows], dtype=torch.int64), m, 1, rows, True)
+        return _TorchSets(x, torch.tensor([0, rows], dtype=torch.int64, device=dev), m, 1, rows, True)
     offs = _as_tensor(offsets)
-    if offs.device.type != "cpu":
-        raise ValueError(f"{offsets_name}: tensors on {offs.device} are not supported yet; move it with .cpu()")
+    if offs.device != dev:
+        check_device(offs, offsets_name, allow_cuda=True)
+        offs = offs.to(dev)
     if offs.dtype == torch.bool or offs.dtype.is_floating_point or offs.dtype.is_complex:
         raise TypeError(f"{offsets_name}: expected integer offsets, got {describe(offs)}")
     if offs.ndim != 1 or offs.shape[0] == 0:
@@ -186,6 +195,10 @@ def _score_torch(
     _check_pair(
         q.data.shape[1], d.data.shape[1], dtype_name(q.data), dtype_name(d.data), q.n, d.n, paired
     )
+    if q.data.device != d.data.device:
+        raise ValueError(
+            f"documents: on {d.data.device}, but the queries are on {q.data.device}; put both on one device"
+        )
     needs_grad = torch.is_grad_enabled() and (q.data.requires_grad or d.data.requires_grad)
     q2d, _, d2q, _ = maxsim_fwd(
         q.data,
@@ -278,7 +291,7 @@ def maxsim(
 
     Args:
         queries: ``[Nq, Lq, dim]`` padded, ``[Tq, dim]`` packed (with ``query_offsets``), or one
-            query ``[Lq, dim]``; float32, float16 or bfloat16 (torch), numpy array or CPU tensor.
+            query ``[Lq, dim]``; float32, float16 or bfloat16 (torch), numpy array or CPU/CUDA tensor.
         documents: ``[Nd, Ld, dim]`` padded or ``[Td, dim]`` packed (with ``document_offsets``),
             or one document ``[Ld, dim]``; same dtype and ``dim`` as the queries.
         query_mask: ``[Nq, Lq]`` (padded) or ``[Tq]`` (packed) bool, True = valid token.
@@ -299,7 +312,7 @@ def maxsim(
     Raises:
         TypeError: unsupported dtype (int, float64, ...), dtypes that differ between the sides.
         ValueError: wrong ndim, mismatched ``dim``, mask/offsets shapes or values, NaN/inf,
-            CUDA tensors (not supported yet).
+            CUDA tensors when ``mlvec.cuda_available()`` is false, sides on different devices.
 
     Example:
         >>> import numpy as np, mlvec
