@@ -152,6 +152,21 @@ def test_opcheck_backward():
     torch.library.opcheck(maxsim_bwd, (q, qo, qm, d, do, dm, False, g1, q_arg, None, None))
 
 
+def test_backward_accepts_argmax_wider_than_the_longest_set():
+    """The op allows static widths above the longest set; gradients must not depend on them."""
+    rng = np.random.default_rng(14)
+    args = list(_op_args(rng, "float32", False, True, True))
+    exact = maxsim_fwd(*args)
+    (exact[0].sum() + 2 * exact[2].sum()).backward()
+    want = args[0].grad.clone(), args[3].grad.clone()
+    args[0].grad = args[3].grad = None
+    args[6], args[7] = args[6] + 3, args[7] + 5
+    wide = maxsim_fwd(*args)
+    assert wide[1].shape[1] == args[6] and wide[3].shape[1] == args[7]
+    (wide[0].sum() + 2 * wide[2].sum()).backward()
+    torch.testing.assert_close((args[0].grad, args[3].grad), want)
+
+
 def _compiled_matches_eager(backend):
     def step(q, d, m):
         q2d, d2q = mlvec.filip_maxsim(q, d, document_mask=m)

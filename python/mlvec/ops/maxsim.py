@@ -156,8 +156,13 @@ def maxsim_bwd(
     def g(x: Tensor | None) -> np.ndarray | None:
         return None if x is None else np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
 
-    def a(x: Tensor | None) -> np.ndarray | None:
-        return None if x is None else np.ascontiguousarray(x.detach().numpy(), dtype=np.int32)
+    def a(x: Tensor | None, offsets: np.ndarray) -> np.ndarray | None:
+        # The forward may have been given a width wider than the longest set (its columns past
+        # the longest set are all -1); the native backward reads exactly the longest set's width.
+        if x is None:
+            return None
+        width = int(np.diff(offsets).max()) if len(offsets) > 1 else 0
+        return np.ascontiguousarray(x.detach().numpy()[:, :width], dtype=np.int32)
 
     dq, dd = _native.maxsim_backward(
         qa,
@@ -169,9 +174,9 @@ def maxsim_bwd(
         bf16=bf16,
         paired=paired,
         grad_q2d=g(grad_q2d),
-        q2d_argmax=a(q2d_argmax),
+        q2d_argmax=a(q2d_argmax, qo),
         grad_d2q=g(grad_d2q),
-        d2q_argmax=a(d2q_argmax),
+        d2q_argmax=a(d2q_argmax, do),
     )
     return torch.from_numpy(dq).to(q.dtype), torch.from_numpy(dd).to(d.dtype)
 
