@@ -72,6 +72,7 @@ const ALL: Outputs = Outputs {
     q2d_argmax: true,
     d2q: true,
     d2q_argmax: true,
+    check_finite: false,
 };
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
@@ -424,4 +425,112 @@ fn streaming_throughput() {
         nd as f64 / b,
         (d.len() * 2) as f64 / b / 1e9
     );
+}
+
+/// Put NaN / ±inf into a few rows of `s` (valid or masked, inside sets or not).
+fn poison(rng: &mut Rng, s: &mut Sets) {
+    if s.data.is_empty() {
+        return;
+    }
+    for _ in 0..rng.below(3) {
+        let i = rng.below(s.data.len());
+        s.data[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][rng.below(3)];
+    }
+}
+
+/// Non-finite inputs: without the check every variant gives the reference's numbers (NaN and
+/// ±inf propagate the same way, the d→q lane reduction skips NaN like the scalar one); with
+/// it every variant fails exactly when the reference does, with the same message.
+fn check_nonfinite<T: Element>(
+    qs: &Sets,
+    ds: &Sets,
+    dim: usize,
+    pairing: Pairing,
+    f: impl Fn(f32) -> T + Copy,
+) {
+    check_exact(qs, ds, dim, pairing, f);
+    let (qd, dd) = (convert(&qs.data, f), convert(&ds.data, f));
+    let q = TokenSets::new("queries", &qd, dim, &qs.offsets, qs.mask.as_deref()).unwrap();
+    let d = TokenSets::new("documents", &dd, dim, &ds.offsets, ds.mask.as_deref()).unwrap();
+    let want_out = Outputs {
+        check_finite: true,
+        ..ALL
+    };
+    let want = reference::forward(&q, &d, pairing, want_out).map_err(|e| e.to_string());
+    for isa in simd::available() {
+        for w in [
+            want_out,
+            Outputs {
+                check_finite: true,
+                ..Outputs::default()
+            },
+        ] {
+            let got = forward_with(isa, &q, &d, pairing, w).map_err(|e| e.to_string());
+            match (&want, &got) {
+                (Err(a), Err(b)) => assert_eq!(a, b, "{} {}", isa.name(), T::NAME),
+                (Ok(_), Ok(_)) => {}
+                _ => panic!(
+                    "{} {}: reference {want:?}, kernel {:?}",
+                    isa.name(),
+                    T::NAME,
+                    got.map(|_| ())
+                ),
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn non_finite_inputs(seed in any::<u64>()) {
+        let (mut qs, mut ds, dim) = case(seed, true);
+        let mut rng = Rng(seed.rotate_left(17) | 1);
+        poison(&mut rng, &mut qs);
+        poison(&mut rng, &mut ds);
+        check_nonfinite(&qs, &ds, dim, Pairing::AllPairs, |x| x);
+        check_nonfinite(&qs, &ds, dim, Pairing::AllPairs, f16::from_f32);
+        check_nonfinite(&qs, &ds, dim, Pairing::AllPairs, bf16::from_f32);
+        let (mut qs, mut ds, dim) = paired_case(seed, true);
+        poison(&mut rng, &mut qs);
+        poison(&mut rng, &mut ds);
+        check_nonfinite(&qs, &ds, dim, Pairing::Paired, |x| x);
+        check_nonfinite(&qs, &ds, dim, Pairing::Paired, bf16::from_f32);
+    }
+}
+
+/// A bad row in a set that no pair reads (no sets on the other side) is still reported, with
+/// its set; a bad masked row is not.
+#[test]
+fn check_finite_without_pairs_and_in_masked_rows() {
+    let dim = 3;
+    let mut data = vec![1.0f32; 5 * dim];
+    data[3 * dim + 1] = f32::NAN;
+    let q = TokenSets::new("queries", &data, dim, &[0, 2, 2, 5], None).unwrap();
+    let empty: [f32; 0] = [];
+    let d = TokenSets::new("documents", &empty, dim, &[0], None).unwrap();
+    let want = Outputs {
+        check_finite: true,
+        ..Outputs::default()
+    };
+    for isa in simd::available() {
+        let e = forward_with(isa, &q, &d, Pairing::AllPairs, want)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "queries: token row 3 (packed) holds NaN or inf, in set 2");
+        let e = forward_with(isa, &d, &q, Pairing::AllPairs, want)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "documents: token row 3 (packed) holds NaN or inf, in set 2");
+        let mask = [true, true, true, false, true];
+        let qm = TokenSets::new("queries", &data, dim, &[0, 2, 2, 5], Some(&mask)).unwrap();
+        assert!(forward_with(isa, &qm, &d, Pairing::AllPairs, want).is_ok());
+        let one = TokenSets::new("documents", &data[..dim], dim, &[0, 1], None).unwrap();
+        assert!(forward_with(isa, &qm, &one, Pairing::AllPairs, want).is_ok());
+        let e = forward_with(isa, &q, &one, Pairing::AllPairs, want)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("queries: token row 3"), "{e}");
+    }
 }
