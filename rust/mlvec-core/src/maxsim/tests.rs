@@ -369,11 +369,25 @@ fn variant_throughput() {
     crate::threads::set_num_threads(1).unwrap();
     let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
     let db: Vec<bf16> = d.iter().map(|&x| bf16::from_f32(x)).collect();
+    let filip = Outputs {
+        d2q: true,
+        ..Outputs::default()
+    };
+    let checked = Outputs {
+        check_finite: true,
+        ..Outputs::default()
+    };
     for isa in simd::available() {
         let qt = TokenSets::new("q", &q, dim, &qo, None).unwrap();
         let dt = TokenSets::new("d", &d, dim, &d_o, None).unwrap();
         let t = time(|| {
             forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        });
+        let tf = time(|| {
+            forward_with(isa, &qt, &dt, Pairing::AllPairs, filip).unwrap();
+        });
+        let tc = time(|| {
+            forward_with(isa, &qt, &dt, Pairing::AllPairs, checked).unwrap();
         });
         let qt = TokenSets::new("q", &qb, dim, &qo, None).unwrap();
         let dt = TokenSets::new("d", &db, dim, &d_o, None).unwrap();
@@ -381,10 +395,52 @@ fn variant_throughput() {
             forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
         });
         println!(
-            "{:12} f32 {:6.1} GFLOP/s   bf16 {:6.1} GFLOP/s",
+            "{:12} f32 {:6.1} GFLOP/s (FILIP {:5.2}x the time, check_finite {:5.2}x)   bf16 {:6.1} GFLOP/s",
             isa.name(),
             flops / t / 1e9,
+            tf / t,
+            tc / t,
             flops / tb / 1e9
+        );
+    }
+}
+
+/// The d→q lane reduction alone: each variant's [`simd::row_argmax`] against the scalar one on
+/// the same tiles (`cargo test --release -p mlvec-core -- --ignored --nocapture row_argmax_throughput`).
+#[test]
+#[ignore]
+fn row_argmax_throughput() {
+    let mut rng = Rng(9);
+    let tiles: Vec<Box<[f32; simd::TILE]>> = (0..256)
+        .map(|_| Box::new(std::array::from_fn(|_| rng.unit())))
+        .collect();
+    for isa in simd::available() {
+        let (mr, w) = (isa.rows(), isa.lanes());
+        let run = |scalar: bool| {
+            let t = std::time::Instant::now();
+            let mut sink = 0usize;
+            for _ in 0..2000 {
+                for tile in &tiles {
+                    let mut out = [0usize; simd::MR_MAX];
+                    if scalar {
+                        simd::portable::row_argmax(tile, w, mr, w, &mut out);
+                    } else {
+                        simd::row_argmax(isa, tile, mr, w, &mut out);
+                    }
+                    sink = sink.wrapping_add(std::hint::black_box(out)[0]);
+                }
+            }
+            std::hint::black_box(sink);
+            t.elapsed().as_secs_f64()
+        };
+        let (ts, tv) = (run(true), run(false));
+        println!(
+            "{:12} scalar {:.3} s, {} {:.3} s: {:.1}x",
+            isa.name(),
+            ts,
+            isa.name(),
+            tv,
+            ts / tv
         );
     }
 }
