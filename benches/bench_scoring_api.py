@@ -3,8 +3,10 @@
 Times, on the same data, ``_native.maxsim_forward`` called directly on packed rows against
 ``mlvec.maxsim`` with numpy (padded + mask), with and without the NaN/inf check, with torch
 tensors (the custom op), with torch tensors that require grad (argmax positions kept), and the
-backward pass. Prints medians and the ratio to the direct native call; the API should add little
-beyond the finite check, which is one extra streaming read of the inputs.
+backward pass. Prints medians and the ratio to the direct native call; the API should add little.
+The NaN/inf check runs inside the kernel (``check_finite=True``), on rows as it reads them; the
+separate numpy pass it replaced (``_arrays.check_finite``) is timed next to it for comparison.
+FILIP (``d2q=True``, both directions) is timed against the ColBERT-only native call too.
 
     python benches/bench_scoring_api.py            # 1 query x 1000 documents x 300 tokens x 128
     python benches/bench_scoring_api.py --quick    # a small smoke run
@@ -21,6 +23,7 @@ import torch
 
 import mlvec
 from mlvec import _native
+from mlvec._arrays import check_finite as python_check_finite
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -54,9 +57,21 @@ def main() -> None:
     def backward():
         mlvec.maxsim(qg, dg, document_mask=mt).sum().backward()
 
+    flat_mask = mask.reshape(-1)
+
+    def native_then_python_check():
+        python_check_finite(q_rows, False, None, "queries")
+        python_check_finite(rows, False, flat_mask, "documents")
+        _native.maxsim_forward(q_rows, q_offsets, None, rows, offsets, flat_mask)
+
     cases = [
         ("_native.maxsim_forward (packed)", lambda: _native.maxsim_forward(
-            q_rows, q_offsets, None, rows, offsets, mask.reshape(-1))),
+            q_rows, q_offsets, None, rows, offsets, flat_mask)),
+        ("_native, check_finite=True (fused)", lambda: _native.maxsim_forward(
+            q_rows, q_offsets, None, rows, offsets, flat_mask, check_finite=True)),
+        ("_native + separate numpy finite pass", native_then_python_check),
+        ("_native, d2q=True (FILIP)", lambda: _native.maxsim_forward(
+            q_rows, q_offsets, None, rows, offsets, flat_mask, d2q=True)),
         ("mlvec.maxsim numpy, check_finite=False", lambda: mlvec.maxsim(
             q, d, document_mask=mask, check_finite=False)),
         ("mlvec.maxsim numpy", lambda: mlvec.maxsim(q, d, document_mask=mask)),

@@ -11,4 +11,4 @@ def test_bench_scoring_api_quick():
     out = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if "x native" in line]
-    assert len(rows) == 6, out.stdout
+    assert len(rows) == 9, out.stdout

@@ -257,3 +257,147 @@ def test_backward_bad_argmax_is_a_value_error():
         _native.maxsim_backward(q, qo, None, d, do, None, grad_q2d=g, q2d_argmax=bad)
     with pytest.raises(ValueError, match="q2d"):
         _native.maxsim_backward(q, qo, None, d, do, None, grad_q2d=g[:3], q2d_argmax=bad[:3])
+
+
+# --- check_finite: the kernel's fused NaN/inf check -------------------------------------------
+
+
+def first_bad(x: np.ndarray, bf16: bool, offsets: np.ndarray, mask) -> tuple[int, int] | None:
+    """Independent reference: the first valid packed row (inside a set) holding NaN/inf, and its set."""
+    vals = as_f64(x, bf16)
+    inside = np.zeros(vals.shape[0], bool)
+    inside[offsets[0] : offsets[-1]] = True
+    bad = ~np.isfinite(vals).all(axis=1) & inside
+    if mask is not None:
+        bad &= mask
+    if not bad.any():
+        return None
+    r = int(np.argmax(bad))
+    return r, int(np.searchsorted(offsets, r, side="right") - 1)
+
+
+def expected_error(q, qb, qo, qm, d, db, do, dm):
+    for name, x, b, o, m in (("queries", q, qb, qo, qm), ("documents", d, db, do, dm)):
+        hit = first_bad(x, b, o, m)
+        if hit is not None:
+            return f"{name}: token row {hit[0]} (packed) holds NaN or inf, in set {hit[1]}"
+    return None
+
+
+def forward_checked(q, qb, qo, qm, d, do, dm, paired, **kw):
+    return _native.maxsim_forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired, check_finite=True, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("paired", [False, True])
+@pytest.mark.parametrize("side", ["queries", "documents"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_check_finite_names_side_row_and_set(dtype, paired, side, bad):
+    rng = np.random.default_rng(7)
+    q32, qo, qm = make_sets(rng, 4, 9, 20, masked=True)
+    d32, do, dm = make_sets(rng, 4, 30, 20, masked=True)
+    x32, o, m = (q32, qo, qm) if side == "queries" else (d32, do, dm)
+    valid = np.flatnonzero(m)
+    r_masked = int(np.flatnonzero(~m)[0])
+    x32[r_masked, 3] = bad  # masked rows may hold anything
+    r_bad = int(valid[len(valid) // 2])
+    x32[r_bad, 19] = bad
+    x32[valid[-1], 0] = bad  # a later bad row: the first one is reported
+    q, qb = to_native(q32, dtype)
+    d, db = to_native(d32, dtype)
+    want = expected_error(q, qb, qo, qm, d, db, do, dm)
+    assert want is not None and f"token row {r_bad} " in want
+    with pytest.raises(ValueError) as e:
+        forward_checked(q, qb, qo, qm, d, do, dm, paired, d2q=True)
+    assert str(e.value) == want
+    # The default (no check) scores the same input without complaint.
+    _native.maxsim_forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired)
+    # Only masked rows bad: accepted, and the scores are those of the unchecked call.
+    x32[r_bad, 19] = x32[valid[-1], 0] = 1.0
+    q, _ = to_native(q32, dtype)
+    d, _ = to_native(d32, dtype)
+    got = forward_checked(q, qb, qo, qm, d, do, dm, paired, d2q=True)
+    plain = _native.maxsim_forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired, d2q=True)
+    np.testing.assert_array_equal(got[0], plain[0])
+    np.testing.assert_array_equal(got[2], plain[2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_check_finite_random_poison_matches_reference(dtype):
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        dim = int(rng.integers(1, 40))
+        paired = bool(trial % 2)
+        nq = int(rng.integers(0, 4))
+        nd = nq if paired else int(rng.integers(0, 5))
+        q32, qo, qm = make_sets(rng, nq, 40, dim, masked=bool(rng.integers(2)), lead=int(rng.integers(2)))
+        d32, do, dm = make_sets(rng, nd, 40, dim, masked=bool(rng.integers(2)), trail=int(rng.integers(2)))
+        for x in (q32, d32):
+            for _ in range(int(rng.integers(0, 3))):
+                if x.size:
+                    x.flat[int(rng.integers(0, x.size))] = rng.choice([np.nan, np.inf, -np.inf])
+        q, qb = to_native(q32, dtype)
+        d, db = to_native(d32, dtype)
+        want = expected_error(q, qb, qo, qm, d, db, do, dm)
+        if want is None:
+            forward_checked(q, qb, qo, qm, d, do, dm, paired, d2q=True, q2d_argmax=True)
+        else:
+            with pytest.raises(ValueError) as e:
+                forward_checked(q, qb, qo, qm, d, do, dm, paired, d2q=True, q2d_argmax=True)
+            assert str(e.value) == want
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_check_finite_half_overflow_is_inf_and_large_finite_is_accepted(dtype):
+    big = 65504.0 if dtype == "float16" else 3.0e38  # largest finite values (bf16 rounds to one)
+    q, qb = to_native(np.full((2, 8), big, np.float32), dtype)
+    qo = np.array([0, 2], np.int64)
+    # Huge finite inputs (whose bfloat16 dot products overflow to inf) are not an input error.
+    scores, *_ = forward_checked(q, qb, qo, None, q, qo, None, False)
+    plain, *_ = _native.maxsim_forward(q, qo, None, q, qo, None, bf16=qb)
+    np.testing.assert_array_equal(scores, plain)
+    assert np.isinf(scores).all() == (dtype == "bfloat16")
+    # A float32 value past the half type's range becomes inf when converted: rejected.
+    x = np.ones((3, 8), np.float32)
+    x[2, 5] = np.finfo(np.float32).max if dtype == "bfloat16" else 70000.0
+    with np.errstate(over="ignore"):  # the point of the test: the cast overflows to inf
+        d, db = to_native(x, dtype)
+    assert not np.isfinite(as_f64(d, db)).all()
+    with pytest.raises(ValueError, match=r"^documents: token row 2 \(packed\) holds NaN or inf, in set 1$"):
+        forward_checked(q, qb, qo, None, d, np.array([0, 2, 3], np.int64), None, False)
+
+
+def test_check_finite_float32_extremes_are_accepted():
+    x = np.full((3, 16), np.finfo(np.float32).max, np.float32)
+    x[1] = np.finfo(np.float32).tiny / 4  # subnormal
+    o = np.array([0, 3], np.int64)
+    scores, *_ = forward_checked(x, False, o, None, x, o, None, False)
+    assert np.isinf(scores).all()
+
+
+def test_check_finite_reads_rows_no_pair_needs():
+    # No documents: no pair reads the queries, which must still be checked (and vice versa).
+    q = np.ones((5, 4), np.float32)
+    q[3, 1] = np.nan
+    qo = np.array([0, 2, 2, 5], np.int64)
+    none = np.zeros((0, 4), np.float32)
+    no = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match=r"^queries: token row 3 \(packed\) holds NaN or inf, in set 2$"):
+        forward_checked(q, False, qo, None, none, no, None, False)
+    with pytest.raises(ValueError, match=r"^documents: token row 3 \(packed\) holds NaN or inf, in set 2$"):
+        forward_checked(none, False, no, None, q, qo, None, False)
+    # A query whose rows are all masked scores 0 without reading a document row; bad document
+    # rows are still found.
+    qm = np.zeros(5, bool)
+    with pytest.raises(ValueError, match=r"^documents: token row 3"):
+        forward_checked(q, False, qo, qm, q, qo, None, False)
+
+
+def test_check_finite_queries_reported_before_documents():
+    rng = np.random.default_rng(3)
+    q, qo, _ = make_sets(rng, 3, 6, 8)
+    d, do, _ = make_sets(rng, 50, 20, 8)
+    q[-1, 0] = np.inf
+    d[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^queries: "):
+        forward_checked(q, False, qo, None, d, do, None, False)

@@ -176,6 +176,9 @@ def as_mask(obj: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
 def check_finite(data: np.ndarray, bf16: bool, mask: np.ndarray | None, name: str) -> None:
     """ValueError if a valid token row holds NaN or ±inf (masked rows may hold anything).
 
+    A separate pass over the data, for callers outside the MaxSim kernels (which check the rows
+    they read themselves: ``_native.maxsim_forward(..., check_finite=True)``).
+
     float32: a float32 sum is one streaming pass with no allocation; only when it is not finite
     are the rows examined one by one (which also spares masked padding rows). float16/bfloat16:
     the exponent bits are tested block by block, which is cheaper than converting to float.

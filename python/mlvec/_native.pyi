@@ -32,6 +32,7 @@ def maxsim_forward(
     q2d_argmax: bool = False,
     d2q: bool = False,
     d2q_argmax: bool = False,
+    check_finite: bool = False,
 ) -> tuple[
     NDArray[np.float32],
     NDArray[np.int32] | None,
@@ -44,6 +45,9 @@ def maxsim_forward(
     ``q2d`` sums over valid query tokens the max over valid document tokens (-inf when the document
     has none and the query has some; 0 when the query has none); ``d2q`` the same the other way.
     Argmax positions are local to the other side's set, first on ties, -1 where not defined.
+    With ``check_finite`` a valid (unmasked) row of any set holding NaN or ±inf raises ValueError
+    naming ``queries`` or ``documents`` (queries first), the first such packed row and its set;
+    the kernel scans each row as it reads it, so the check costs no extra pass over memory.
     """
 
 def maxsim_backward(

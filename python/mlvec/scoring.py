@@ -54,7 +54,6 @@ from mlvec._arrays import (
     is_tensor,
     pack_numpy,
 )
-from mlvec._arrays import check_finite as _check_finite_rows
 
 if TYPE_CHECKING:
     import torch
@@ -95,11 +94,17 @@ def _check_pair(qdim: int, ddim: int, qdtype: str, ddtype: str, nq: int, nd: int
 
 def _score_numpy(q: Packed, d: Packed, paired: bool, want_d2q: bool, check_finite: bool) -> _Scores:
     _check_pair(q.dim, d.dim, dtype_name(q.data), dtype_name(d.data), q.n, d.n, paired)
-    if check_finite:
-        _check_finite_rows(q.data, q.bf16, q.mask, "queries")
-        _check_finite_rows(d.data, d.bf16, d.mask, "documents")
     q2d, _, d2q, _ = _native.maxsim_forward(
-        q.data, q.offsets, q.mask, d.data, d.offsets, d.mask, bf16=q.bf16, paired=paired, d2q=want_d2q
+        q.data,
+        q.offsets,
+        q.mask,
+        d.data,
+        d.offsets,
+        d.mask,
+        bf16=q.bf16,
+        paired=paired,
+        d2q=want_d2q,
+        check_finite=check_finite,
     )
     return _Scores(q2d, d2q, q.valid_counts(), d.valid_counts(), q.n, d.n, q.single, paired)
 
@@ -300,8 +305,9 @@ def maxsim(
         document_offsets: ``[Nd + 1]`` integer offsets into packed document rows.
         paired: score query ``i`` against document ``i`` only (``Nq == Nd``).
         normalize: divide each score by its query's number of valid tokens.
-        check_finite: reject NaN/inf in valid tokens (one extra streaming pass over the inputs;
-            pass False when they are known finite).
+        check_finite: reject NaN/inf in valid tokens (ValueError naming the side, the first bad
+            packed row and its set). The kernel checks each row as it reads it, so this costs
+            little; False skips it.
 
     Returns:
         float32 scores ``[Nq, Nd]`` (all pairs; ``[Nd]`` for a single ``[Lq, dim]`` query) or

@@ -55,7 +55,7 @@ fn pairing(paired: bool) -> Pairing {
 
 /// MaxSim forward over packed token rows. See `_native.pyi` for the contract.
 #[pyfunction]
-#[pyo3(signature = (q, q_offsets, q_mask, d, d_offsets, d_mask, *, bf16=false, paired=false, q2d_argmax=false, d2q=false, d2q_argmax=false))]
+#[pyo3(signature = (q, q_offsets, q_mask, d, d_offsets, d_mask, *, bf16=false, paired=false, q2d_argmax=false, d2q=false, d2q_argmax=false, check_finite=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn maxsim_forward<'py>(
     py: Python<'py>,
@@ -70,6 +70,7 @@ pub fn maxsim_forward<'py>(
     q2d_argmax: bool,
     d2q: bool,
     d2q_argmax: bool,
+    check_finite: bool,
 ) -> PyResult<Fwd<'py>> {
     let qa = Floats2::extract("queries", q, bf16)?;
     let da = Floats2::extract("documents", d, bf16)?;
@@ -83,6 +84,7 @@ pub fn maxsim_forward<'py>(
         q2d_argmax,
         d2q,
         d2q_argmax,
+        check_finite,
     };
     let out = with_typed!(qa, da, |qs, ds| {
         let qt = sets("queries", qs, qa.cols(), qo, qm)?;

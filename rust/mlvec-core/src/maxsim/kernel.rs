@@ -7,13 +7,15 @@
 //! tile's scores fold straight into the per-query-token running max, so the `[Lq, Ld]` score
 //! matrix is never stored. The document→query direction keeps one running max per document row.
 
-use super::{Forward, Outputs, Pairing};
-use crate::simd::{self, Isa, Step, TileRows, MR_MAX, TILE};
+use super::{nonfinite_error, Forward, Outputs, Pairing};
+use crate::simd::{self, finite, Isa, Step, TileRows, MR_MAX, TILE};
 use crate::threads;
 use crate::tokens::{Element, TokenSets};
+use crate::Result;
 use half::{bf16, f16};
 use rayon::prelude::*;
 use std::any::TypeId;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -55,6 +57,55 @@ fn to_f32<T: Element>(isa: Isa, src: &[T], dst: &mut [f32]) {
         // SAFETY: T is bf16, a transparent wrapper of its u16 bits.
         Kind::Bf16 => simd::widen(isa, simd::Half::Bf16, unsafe { reinterpret::<T, u16>(src) }, dst),
     }
+}
+
+/// The first of `rows` (packed row indices of `sets`, in increasing order) holding NaN or ±inf.
+fn first_nonfinite<T: Element>(
+    isa: Isa,
+    sets: &TokenSets<T>,
+    rows: &mut dyn Iterator<Item = usize>,
+) -> Option<usize> {
+    let (data, dim) = (sets.data(), sets.dim());
+    match kind::<T>() {
+        // SAFETY: T is f32 (checked by TypeId); every f32 bit pattern is a valid u32.
+        Kind::F32 => finite::first_nonfinite(
+            isa,
+            unsafe { reinterpret::<T, u32>(data) },
+            dim,
+            finite::F32,
+            rows,
+        ),
+        // SAFETY: T is f16, a transparent wrapper of its u16 bits.
+        Kind::F16 => finite::first_nonfinite(
+            isa,
+            unsafe { reinterpret::<T, u16>(data) },
+            dim,
+            finite::F16,
+            rows,
+        ),
+        // SAFETY: T is bf16, a transparent wrapper of its u16 bits.
+        Kind::Bf16 => finite::first_nonfinite(
+            isa,
+            unsafe { reinterpret::<T, u16>(data) },
+            dim,
+            finite::BF16,
+            rows,
+        ),
+    }
+}
+
+/// Every valid row of set `i`, as packed row indices.
+fn valid_rows<'s, T: Element>(sets: &'s TokenSets<T>, i: usize) -> impl Iterator<Item = usize> + 's {
+    let (s, n) = sets.span(i);
+    (s..s + n).filter(move |&r| sets.valid(r))
+}
+
+/// Scan every valid row of every set (used when no pair reads them); the first bad row, if any.
+fn scan_all<T: Element>(isa: Isa, sets: &TokenSets<T>) -> Option<usize> {
+    (0..sets.len())
+        .into_par_iter()
+        .filter_map(|i| first_nonfinite(isa, sets, &mut valid_rows(sets, i)))
+        .min()
 }
 
 /// One query set, packed for the kernel.
@@ -238,17 +289,22 @@ fn score_pair(
                 // `dim` elements inside its buffer; qmax/qarg slices hold `w` entries.
                 unsafe { simd::tile(isa, qptr, dim, trows, nr, &mut step) };
                 if want_d {
-                    for (r, &jr) in jloc.iter().enumerate().take(mr) {
-                        let s = &sc.tile[r * w..r * w + lanes_c];
-                        // First lane holding the row's max: the reference's first-on-ties.
-                        let best = s
-                            .iter()
-                            .copied()
-                            .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m });
-                        let l = s.iter().position(|&x| x == best).unwrap_or(0);
+                    // First lane holding each row's max (the reference's first-on-ties), then
+                    // the running max over chunks: strictly greater, or the first chunk.
+                    let mut best = [0usize; MR_MAX];
+                    simd::row_argmax(isa, &sc.tile, mr, lanes_c, &mut best);
+                    for (r, (&jr, &l)) in jloc.iter().zip(&best).enumerate().take(mr) {
                         let j = jr as usize;
-                        if s[l] > sc.dmax[j] || sc.darg[j] < 0 {
-                            sc.dmax[j] = s[l];
+                        // The reference takes a row's first lane unconditionally; a NaN taken
+                        // there is never beaten (nothing compares greater than NaN).
+                        let l = if sc.darg[j] < 0 && sc.tile[r * w].is_nan() {
+                            0
+                        } else {
+                            l
+                        };
+                        let s = sc.tile[r * w + l];
+                        if s > sc.dmax[j] || sc.darg[j] < 0 {
+                            sc.dmax[j] = s;
                             sc.darg[j] = (c * w + l) as i32;
                         }
                     }
@@ -301,7 +357,7 @@ pub(super) fn forward<T: Element>(
     pairing: Pairing,
     p_total: usize,
     want: Outputs,
-) -> Forward {
+) -> Result<Forward> {
     let dim = q.dim();
     let (lq_max, ld_max) = (q.max_len(), d.max_len());
     let bf16_dot = kind::<T>() == Kind::Bf16 && isa.bf16_dot(dim);
@@ -316,8 +372,20 @@ pub(super) fn forward<T: Element>(
         ld_max,
     };
     if p_total == 0 {
-        return out;
+        // No pair reads any row: scan them here so the check does not depend on the other side.
+        if want.check_finite {
+            let bad = threads::install(|| (scan_all(isa, q), scan_all(isa, d)));
+            match bad {
+                (Some(r), _) => return Err(nonfinite_error("queries", q, r)),
+                (None, Some(r)) => return Err(nonfinite_error("documents", d, r)),
+                (None, None) => {}
+            }
+        }
+        return Ok(out);
     }
+    // First bad packed row of each side (usize::MAX: none), kept as a minimum across threads.
+    let bad_q = AtomicUsize::new(usize::MAX);
+    let bad_d = AtomicUsize::new(usize::MAX);
     let o_q2d = Shared(out.q2d.as_mut_ptr());
     let o_qarg = out.q2d_argmax.as_mut().map(|v| Shared(v.as_mut_ptr()));
     let o_d2q = out.d2q.as_mut().map(|v| Shared(v.as_mut_ptr()));
@@ -327,7 +395,15 @@ pub(super) fn forward<T: Element>(
         let nthreads = rayon::current_num_threads().max(1);
         let packed: Vec<PackedQuery> = (0..nq)
             .into_par_iter()
-            .map(|qi| pack_query(isa, q, qi, bf16_dot))
+            .map(|qi| {
+                // Scanned just before packing, which reads the same rows again from L1.
+                if want.check_finite {
+                    if let Some(r) = first_nonfinite(isa, q, &mut valid_rows(q, qi)) {
+                        bad_q.fetch_min(r, Ordering::Relaxed);
+                    }
+                }
+                pack_query(isa, q, qi, bf16_dot)
+            })
             .collect();
         // Work units: rectangles of (query block x document block) for all-pairs, so a document
         // read from memory serves a block of queries while it sits in L2; runs of pairs for paired.
@@ -379,6 +455,15 @@ pub(super) fn forward<T: Element>(
                 doc.valid
                     .extend((0..dl).filter(|&j| d.valid(ds + j)).map(|j| j as i32));
                 doc.len = dl;
+                // Each document is scanned once (by the unit holding the first block of queries
+                // for all-pairs), just before the kernel reads it: the scan brings it into
+                // cache and the kernel then reads it from there, so memory traffic is unchanged.
+                if want.check_finite && (pairing == Pairing::Paired || qr.start == 0) {
+                    let rows = &mut doc.valid.iter().map(|&j| ds + j as usize);
+                    if let Some(r) = first_nonfinite(isa, d, rows) {
+                        bad_d.fetch_min(r, Ordering::Relaxed);
+                    }
+                }
                 // A document that meets one query here is widened tile by tile (in L1); one that
                 // meets a block of queries is widened once, whole.
                 let single = pairing == Pairing::Paired || qr.len() == 1;
@@ -430,5 +515,9 @@ pub(super) fn forward<T: Element>(
             }
         });
     });
-    out
+    match (bad_q.into_inner(), bad_d.into_inner()) {
+        (r, _) if r != usize::MAX => Err(nonfinite_error("queries", q, r)),
+        (_, r) if r != usize::MAX => Err(nonfinite_error("documents", d, r)),
+        _ => Ok(out),
+    }
 }

@@ -60,6 +60,11 @@ pub struct Outputs {
     pub d2q: bool,
     /// Argmax query position per document token (for the d→q gradient).
     pub d2q_argmax: bool,
+    /// Fail with [`Error::InvalidArgument`] (naming `queries` or `documents`, the first packed
+    /// row and its set) when a valid row of any set holds NaN or ±inf. Masked rows and rows
+    /// outside every set are not checked. The kernel scans each row while it reads it (every
+    /// valid row is checked even when the other side has no sets or no valid rows).
+    pub check_finite: bool,
 }
 
 /// Result of [`forward`]. Argmax arrays hold positions local to the set (0-based within the
@@ -92,6 +97,17 @@ fn check_dims<T: Element>(q: &TokenSets<T>, d: &TokenSets<T>) -> Result<()> {
     Ok(())
 }
 
+/// The error for a NaN/inf found in packed row `row` of `sets` (set index from the offsets).
+fn nonfinite_error<T: Element>(arg: &'static str, sets: &TokenSets<T>, row: usize) -> Error {
+    // The last set starting at or before `row`: with empty sets sharing an offset, the one
+    // that actually holds the row.
+    let set = sets.offsets().partition_point(|&o| o <= row).saturating_sub(1);
+    Error::invalid(
+        arg,
+        format!("token row {row} (packed) holds NaN or inf, in set {set}"),
+    )
+}
+
 /// Score the pairs chosen by `pairing`. Runs on the [`threads`] pool with the best SIMD
 /// kernel this CPU supports (see [`crate::simd`]).
 pub fn forward<T: Element>(
@@ -119,7 +135,7 @@ pub fn forward_with<T: Element>(
             format!("kernel variant {} is not supported by this CPU", isa.name()),
         ));
     }
-    Ok(kernel::forward(isa, q, d, pairing, p_total, want))
+    kernel::forward(isa, q, d, pairing, p_total, want)
 }
 
 /// Upstream gradients and the argmax positions saved by [`forward`], for one direction.

@@ -22,6 +22,19 @@ pub fn forward<T: Element>(
 ) -> Result<Forward> {
     check_dims(q, d)?;
     let p_total = pairing.pairs(q, d)?;
+    if want.check_finite {
+        for (arg, sets) in [("queries", q), ("documents", d)] {
+            let bad = (0..sets.len())
+                .flat_map(|i| {
+                    let (s, n) = sets.span(i);
+                    s..s + n
+                })
+                .find(|&r| sets.valid(r) && sets.row(r).iter().any(|x| !x.to_f32().is_finite()));
+            if let Some(r) = bad {
+                return Err(super::nonfinite_error(arg, sets, r));
+            }
+        }
+    }
     let (lq_max, ld_max) = (q.max_len(), d.max_len());
     let want_d2q = want.d2q || want.d2q_argmax;
     let nd = d.len().max(1);

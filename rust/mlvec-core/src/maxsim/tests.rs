@@ -72,6 +72,7 @@ const ALL: Outputs = Outputs {
     q2d_argmax: true,
     d2q: true,
     d2q_argmax: true,
+    check_finite: false,
 };
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
@@ -368,11 +369,25 @@ fn variant_throughput() {
     crate::threads::set_num_threads(1).unwrap();
     let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
     let db: Vec<bf16> = d.iter().map(|&x| bf16::from_f32(x)).collect();
+    let filip = Outputs {
+        d2q: true,
+        ..Outputs::default()
+    };
+    let checked = Outputs {
+        check_finite: true,
+        ..Outputs::default()
+    };
     for isa in simd::available() {
         let qt = TokenSets::new("q", &q, dim, &qo, None).unwrap();
         let dt = TokenSets::new("d", &d, dim, &d_o, None).unwrap();
         let t = time(|| {
             forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        });
+        let tf = time(|| {
+            forward_with(isa, &qt, &dt, Pairing::AllPairs, filip).unwrap();
+        });
+        let tc = time(|| {
+            forward_with(isa, &qt, &dt, Pairing::AllPairs, checked).unwrap();
         });
         let qt = TokenSets::new("q", &qb, dim, &qo, None).unwrap();
         let dt = TokenSets::new("d", &db, dim, &d_o, None).unwrap();
@@ -380,10 +395,52 @@ fn variant_throughput() {
             forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
         });
         println!(
-            "{:12} f32 {:6.1} GFLOP/s   bf16 {:6.1} GFLOP/s",
+            "{:12} f32 {:6.1} GFLOP/s (FILIP {:5.2}x the time, check_finite {:5.2}x)   bf16 {:6.1} GFLOP/s",
             isa.name(),
             flops / t / 1e9,
+            tf / t,
+            tc / t,
             flops / tb / 1e9
+        );
+    }
+}
+
+/// The d→q lane reduction alone: each variant's [`simd::row_argmax`] against the scalar one on
+/// the same tiles (`cargo test --release -p mlvec-core -- --ignored --nocapture row_argmax_throughput`).
+#[test]
+#[ignore]
+fn row_argmax_throughput() {
+    let mut rng = Rng(9);
+    let tiles: Vec<Box<[f32; simd::TILE]>> = (0..256)
+        .map(|_| Box::new(std::array::from_fn(|_| rng.unit())))
+        .collect();
+    for isa in simd::available() {
+        let (mr, w) = (isa.rows(), isa.lanes());
+        let run = |scalar: bool| {
+            let t = std::time::Instant::now();
+            let mut sink = 0usize;
+            for _ in 0..2000 {
+                for tile in &tiles {
+                    let mut out = [0usize; simd::MR_MAX];
+                    if scalar {
+                        simd::portable::row_argmax(tile, w, mr, w, &mut out);
+                    } else {
+                        simd::row_argmax(isa, tile, mr, w, &mut out);
+                    }
+                    sink = sink.wrapping_add(std::hint::black_box(out)[0]);
+                }
+            }
+            std::hint::black_box(sink);
+            t.elapsed().as_secs_f64()
+        };
+        let (ts, tv) = (run(true), run(false));
+        println!(
+            "{:12} scalar {:.3} s, {} {:.3} s: {:.1}x",
+            isa.name(),
+            ts,
+            isa.name(),
+            tv,
+            ts / tv
         );
     }
 }
@@ -424,4 +481,112 @@ fn streaming_throughput() {
         nd as f64 / b,
         (d.len() * 2) as f64 / b / 1e9
     );
+}
+
+/// Put NaN / ±inf into a few rows of `s` (valid or masked, inside sets or not).
+fn poison(rng: &mut Rng, s: &mut Sets) {
+    if s.data.is_empty() {
+        return;
+    }
+    for _ in 0..rng.below(3) {
+        let i = rng.below(s.data.len());
+        s.data[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][rng.below(3)];
+    }
+}
+
+/// Non-finite inputs: without the check every variant gives the reference's numbers (NaN and
+/// ±inf propagate the same way, the d→q lane reduction skips NaN like the scalar one); with
+/// it every variant fails exactly when the reference does, with the same message.
+fn check_nonfinite<T: Element>(
+    qs: &Sets,
+    ds: &Sets,
+    dim: usize,
+    pairing: Pairing,
+    f: impl Fn(f32) -> T + Copy,
+) {
+    check_exact(qs, ds, dim, pairing, f);
+    let (qd, dd) = (convert(&qs.data, f), convert(&ds.data, f));
+    let q = TokenSets::new("queries", &qd, dim, &qs.offsets, qs.mask.as_deref()).unwrap();
+    let d = TokenSets::new("documents", &dd, dim, &ds.offsets, ds.mask.as_deref()).unwrap();
+    let want_out = Outputs {
+        check_finite: true,
+        ..ALL
+    };
+    let want = reference::forward(&q, &d, pairing, want_out).map_err(|e| e.to_string());
+    for isa in simd::available() {
+        for w in [
+            want_out,
+            Outputs {
+                check_finite: true,
+                ..Outputs::default()
+            },
+        ] {
+            let got = forward_with(isa, &q, &d, pairing, w).map_err(|e| e.to_string());
+            match (&want, &got) {
+                (Err(a), Err(b)) => assert_eq!(a, b, "{} {}", isa.name(), T::NAME),
+                (Ok(_), Ok(_)) => {}
+                _ => panic!(
+                    "{} {}: reference {want:?}, kernel {:?}",
+                    isa.name(),
+                    T::NAME,
+                    got.map(|_| ())
+                ),
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn non_finite_inputs(seed in any::<u64>()) {
+        let (mut qs, mut ds, dim) = case(seed, true);
+        let mut rng = Rng(seed.rotate_left(17) | 1);
+        poison(&mut rng, &mut qs);
+        poison(&mut rng, &mut ds);
+        check_nonfinite(&qs, &ds, dim, Pairing::AllPairs, |x| x);
+        check_nonfinite(&qs, &ds, dim, Pairing::AllPairs, f16::from_f32);
+        check_nonfinite(&qs, &ds, dim, Pairing::AllPairs, bf16::from_f32);
+        let (mut qs, mut ds, dim) = paired_case(seed, true);
+        poison(&mut rng, &mut qs);
+        poison(&mut rng, &mut ds);
+        check_nonfinite(&qs, &ds, dim, Pairing::Paired, |x| x);
+        check_nonfinite(&qs, &ds, dim, Pairing::Paired, bf16::from_f32);
+    }
+}
+
+/// A bad row in a set that no pair reads (no sets on the other side) is still reported, with
+/// its set; a bad masked row is not.
+#[test]
+fn check_finite_without_pairs_and_in_masked_rows() {
+    let dim = 3;
+    let mut data = vec![1.0f32; 5 * dim];
+    data[3 * dim + 1] = f32::NAN;
+    let q = TokenSets::new("queries", &data, dim, &[0, 2, 2, 5], None).unwrap();
+    let empty: [f32; 0] = [];
+    let d = TokenSets::new("documents", &empty, dim, &[0], None).unwrap();
+    let want = Outputs {
+        check_finite: true,
+        ..Outputs::default()
+    };
+    for isa in simd::available() {
+        let e = forward_with(isa, &q, &d, Pairing::AllPairs, want)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "queries: token row 3 (packed) holds NaN or inf, in set 2");
+        let e = forward_with(isa, &d, &q, Pairing::AllPairs, want)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "documents: token row 3 (packed) holds NaN or inf, in set 2");
+        let mask = [true, true, true, false, true];
+        let qm = TokenSets::new("queries", &data, dim, &[0, 2, 2, 5], Some(&mask)).unwrap();
+        assert!(forward_with(isa, &qm, &d, Pairing::AllPairs, want).is_ok());
+        let one = TokenSets::new("documents", &data[..dim], dim, &[0, 1], None).unwrap();
+        assert!(forward_with(isa, &qm, &one, Pairing::AllPairs, want).is_ok());
+        let e = forward_with(isa, &q, &one, Pairing::AllPairs, want)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("queries: token row 3"), "{e}");
+    }
 }

@@ -150,3 +150,36 @@ pub unsafe fn widen_f16(src: &[u16], dst: &mut [f32]) {
         dst[j] = half::f16::from_bits(src[j]).to_f32();
     }
 }
+
+/// See [`super::row_argmax`]: two vectors per row, invalid lanes and NaN turned into −∞ before
+/// the horizontal max, then the first lane equal to it from a compare mask.
+///
+/// # Safety
+/// The CPU must have AVX2; `lanes` in `1..=W`, `mr <= MR`.
+#[target_feature(enable = "avx2")]
+pub unsafe fn row_argmax(tile: &[f32; TILE], mr: usize, lanes: usize, out: &mut [usize; MR_MAX]) {
+    let idx0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let idx1 = _mm256_add_epi32(idx0, _mm256_set1_epi32(V as i32));
+    let n = _mm256_set1_epi32(lanes as i32);
+    let k0 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, idx0));
+    let k1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, idx1));
+    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    for (r, o) in out.iter_mut().enumerate().take(mr.min(MR)) {
+        // SAFETY: r * W + W <= MR * W <= TILE.
+        let (v0, v1) = unsafe {
+            let p = tile.as_ptr().add(r * W);
+            (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(V)))
+        };
+        // max_ps(x, m) returns m when x is NaN, so NaN lanes drop out like the scalar fold's.
+        let a0 = _mm256_max_ps(_mm256_blendv_ps(ninf, v0, k0), ninf);
+        let a1 = _mm256_max_ps(_mm256_blendv_ps(ninf, v1, k1), ninf);
+        let mut m = _mm256_max_ps(a0, a1);
+        m = _mm256_max_ps(m, _mm256_permute2f128_ps::<1>(m, m));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b0100_1110>(m, m));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b1011_0001>(m, m));
+        let e0 = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(v0, m), k0)) as u32;
+        let e1 = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(v1, m), k1)) as u32;
+        let eq = e0 | (e1 << V);
+        *o = if eq == 0 { 0 } else { eq.trailing_zeros() as usize };
+    }
+}

@@ -183,3 +183,30 @@ pub unsafe fn widen_f16(src: &[u16], dst: &mut [f32]) {
         dst[j] = half::f16::from_bits(src[j]).to_f32();
     }
 }
+
+/// See [`super::row_argmax`]: two vectors per row, invalid lanes and NaN turned into −∞ before
+/// the horizontal max, then the first lane equal to it from a compare mask.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `lanes` in `1..=W`, `mr <= MR`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn row_argmax(tile: &[f32; TILE], mr: usize, lanes: usize, out: &mut [usize; MR_MAX]) {
+    let valid: u32 = if lanes >= W { u32::MAX } else { (1u32 << lanes) - 1 };
+    let (k0, k1) = (valid as u16, (valid >> 16) as u16);
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    for (r, o) in out.iter_mut().enumerate().take(mr.min(MR)) {
+        // SAFETY: r * W + W <= MR * W <= TILE.
+        let (v0, v1) = unsafe {
+            let p = tile.as_ptr().add(r * W);
+            (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(V)))
+        };
+        // max_ps(x, m) returns m when x is NaN, so NaN lanes drop out like the scalar fold's.
+        let a0 = _mm512_max_ps(_mm512_mask_blend_ps(k0, ninf, v0), ninf);
+        let a1 = _mm512_max_ps(_mm512_mask_blend_ps(k1, ninf, v1), ninf);
+        let best = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_max_ps(a0, a1)));
+        let e0 = _mm512_mask_cmp_ps_mask::<_CMP_EQ_OQ>(k0, v0, best) as u32;
+        let e1 = _mm512_mask_cmp_ps_mask::<_CMP_EQ_OQ>(k1, v1, best) as u32;
+        let eq = e0 | (e1 << 16);
+        *o = if eq == 0 { 0 } else { eq.trailing_zeros() as usize };
+    }
+}

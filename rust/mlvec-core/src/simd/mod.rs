@@ -14,6 +14,7 @@
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+pub mod finite;
 pub mod portable;
 
 use std::sync::OnceLock;
@@ -191,5 +192,25 @@ pub unsafe fn tile(isa: Isa, q: *const u8, dim: usize, rows: TileRows, nr: usize
             unsafe { portable::tile_f32(q.cast(), dim, r, nr, step) }
         }
         _ => unreachable!("no such kernel variant: the caller packs rows for the kernel it picks"),
+    }
+}
+
+/// For each of the first `mr` rows of a spilled tile (`[MR][W]`, row stride `isa.lanes()`), the
+/// first lane among `0..lanes` that holds the row's maximum: a NaN never wins, ties go to the
+/// lowest lane, and lane 0 is reported when every lane is NaN. This is the document→query
+/// direction's reduction over one query chunk.
+///
+/// `lanes` must be in `1..=isa.lanes()` and `mr <= isa.rows()`.
+#[inline]
+pub fn row_argmax(isa: Isa, tile: &[f32; TILE], mr: usize, lanes: usize, out: &mut [usize; MR_MAX]) {
+    debug_assert!(lanes >= 1 && lanes <= isa.lanes() && mr <= isa.rows());
+    match isa {
+        // SAFETY: `isa` is only ever one that `available` reported for this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 { .. } => unsafe { avx512::row_argmax(tile, mr, lanes, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::row_argmax(tile, mr, lanes, out) },
+        _ => portable::row_argmax(tile, isa.lanes(), mr, lanes, out),
     }
 }

@@ -53,3 +53,15 @@ pub unsafe fn tile_f32(q: *const f32, dim: usize, rows: &[*const f32; MR_MAX], _
         }
     }
 }
+
+/// See [`super::row_argmax`]; `w` is the tile's row stride.
+pub fn row_argmax(tile: &[f32; TILE], w: usize, mr: usize, lanes: usize, out: &mut [usize; MR_MAX]) {
+    for (r, o) in out.iter_mut().enumerate().take(mr) {
+        let s = &tile[r * w..r * w + lanes];
+        let best = s
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m });
+        *o = s.iter().position(|&x| x == best).unwrap_or(0);
+    }
+}
