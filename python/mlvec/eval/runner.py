@@ -118,6 +118,8 @@ def run_benchmark(
     repeats: int = 3,
     show_progress: bool | None = None,
     info: dict[str, Any] | None = None,
+    factory: str | None = None,
+    nprobe: int | None = None,
 ) -> BenchmarkResult:
     """Encode ``corpus`` and ``queries`` with ``encoder``, search with each method, evaluate.
 
@@ -127,11 +129,21 @@ def run_benchmark(
     is the median of ``repeats`` runs over all queries, encoding excluded (reported apart);
     ``index_bytes`` counts the stored document vectors.
 
+    With ``factory`` (an :func:`mlvec.index.index_factory` description such as
+    ``"IVF256,SQ8,rescore"``) one more row, named ``"index:<factory>"``, searches that index (trained
+    on and filled with the document embeddings, inner product; ``nprobe`` passed to its search);
+    its ``index_bytes`` is the index's own :meth:`~mlvec.index.Index.memory_usage`.
+
     Example:
         >>> res = run_benchmark(load_e5(), spanish, english, [[i] for i in range(len(english))])
         >>> print(format_table(res))
     """
     methods = list(methods)
+    if factory is not None and isinstance(getattr(encoder, "dim", None), int):
+        from mlvec.index import index_factory
+
+        # Fail on a bad description (or one that does not fit the dimension) before encoding.
+        index_factory(encoder.dim, factory)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
@@ -175,7 +187,27 @@ def run_benchmark(
             {"rerank_depth": int(cand_depth), "token_dim": int(d_tok.dim),
              "doc_tokens_mean": float(d_tok.lengths().mean())},
         ))
+    if factory is not None:
+        results.append(_index_method(factory, q_emb, d_emb, qrels, ks, depth, nprobe, repeats))
     return BenchmarkResult(nq, len(corpus), encode_s, results, dict(info or {}))
+
+
+def _index_method(factory: str, q_emb: np.ndarray, d_emb: np.ndarray, qrels: Relevance, ks: Sequence[int],
+                  depth: int, nprobe: int | None, repeats: int) -> MethodResult:
+    from mlvec.index import index_factory
+
+    t0 = time.perf_counter()
+    index = index_factory(d_emb.shape[1], factory, metric="ip")
+    d32 = np.ascontiguousarray(d_emb, dtype=np.float32)
+    if not index.is_trained:
+        index.train(d32)
+    index.add(d32)
+    build_s = time.perf_counter() - t0
+    q32 = np.ascontiguousarray(q_emb, dtype=np.float32)
+    (_, ids), secs = _timed(lambda: index.search(q32, depth, nprobe=nprobe), repeats)
+    return MethodResult(f"index:{index.kind}", evaluate(ids, qrels, ks, ranked=True), len(q32) / secs, secs,
+                        int(index.memory_usage()),
+                        {"factory": index.kind, "nprobe": nprobe, "build_s": build_s, "nlist": index.nlist})
 
 
 def _fmt_bytes(n: int) -> str:
