@@ -31,18 +31,26 @@ __all__ = [
 def exact_search(queries: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product search: ``(scores float32 [nq, k], ids int64 [nq, k])``, best first.
 
-    ``queries [nq, dim]`` and ``docs [nd, dim]`` are float32; ``k`` is clipped to ``nd``.
+    ``queries [nq, dim]`` and ``docs [nd, dim]`` are float32; ``k`` is clipped to ``nd``. Runs on
+    mlvec's ``Flat`` index (Rust, multi-threaded, GIL released): on 1,000 x 10,000 x 384 it is
+    about 2x faster than numpy's sgemm + partial sort, building the index included
+    (``benches/bench_retrieval_search.py``), with the same ids.
+
+    Example:
+        >>> scores, ids = exact_search(q_emb, d_emb, 10)
     """
+    from mlvec.index import index_factory
+
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     docs = np.ascontiguousarray(docs, dtype=np.float32)
     if queries.ndim != 2 or docs.ndim != 2 or queries.shape[1] != docs.shape[1]:
         raise ValueError(f"queries [nq, dim] and docs [nd, dim] must agree on dim, got {queries.shape} and {docs.shape}")
     k = min(int(k), docs.shape[0])
-    scores = queries @ docs.T
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < docs.shape[0] else np.tile(np.arange(k), (len(scores), 1))
-    sub = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-sub, axis=1, kind="stable")
-    return np.take_along_axis(sub, order, axis=1), np.take_along_axis(part, order, axis=1).astype(np.int64)
+    if k < 1:
+        raise ValueError(f"k must be >= 1 and docs non-empty, got k={k} with {docs.shape[0]} docs")
+    index = index_factory(docs.shape[1], "Flat", metric="ip")
+    index.add(docs)
+    return index.search(queries, k)
 
 
 def maxsim_rerank(q_tokens: Any, d_tokens: Any, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
