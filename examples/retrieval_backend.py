@@ -15,7 +15,7 @@ prints recall@10 against exact search, how often the verse's translation is in t
 queries/s, per-batch latency p50/p95/p99 and the index's bytes.
 
     python examples/retrieval_backend.py                          # shared e5 embeddings if present
-    python examples/retrieval_backend.py --factory "IVF256,PQ96x4fs,rescore" --nprobe 16
+    python examples/retrieval_backend.py --factory "IVF256,PQ96x4fs,rescore" --nprobe 64
     python examples/retrieval_backend.py --quick --synthetic      # seconds
 """
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--synthetic", action="store_true", help="random clustered vectors instead of verses")
     ap.add_argument("--max-verses", type=int, default=None, help="use only the first N verses of --data")
     ap.add_argument("--factory", default="IVF256,SQ8,rescore", help="index description (see mlvec.index)")
-    ap.add_argument("--nprobe", type=int, default=16, help="inverted lists visited per query")
+    ap.add_argument("--nprobe", type=int, default=32, help="inverted lists visited per query")
     ap.add_argument("--queries", type=int, default=2000, help="held-out English verses used as queries")
     ap.add_argument("--batch", type=int, default=32, help="queries per request")
     ap.add_argument("--workers", type=int, default=4, help="Python threads sending requests")
