@@ -98,3 +98,54 @@ def test_search_benchmark_quick_mode_runs():
     spec.loader.exec_module(mod)
     rows = mod.main(["--quick"])  # also asserts the MaxSim rerank equals the numpy reference
     assert all(qps > 0 for _, _, qps in rows)
+
+
+def test_exact_search_matches_fp64_reference():
+    from mlvec.eval import exact_search
+
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((40, 24)).astype(np.float32)
+    d = rng.standard_normal((300, 24)).astype(np.float32)
+    scores, ids = exact_search(q, d, 12)
+    ref = q.astype(np.float64) @ d.astype(np.float64).T
+    ref_ids = np.argsort(-ref, axis=1, kind="stable")[:, :12]
+    assert ids.dtype == np.int64 and ids.shape == (40, 12)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, np.take_along_axis(ref, ref_ids, axis=1), rtol=1e-5, atol=1e-4)
+    # k beyond the corpus is clipped; a dimension mismatch is an error.
+    assert exact_search(q, d[:5], 10)[1].shape == (40, 5)
+    with pytest.raises(ValueError, match="dim"):
+        exact_search(q, d[:, :10], 3)
+
+
+class _RandomEncoder:
+    """Deterministic stand-in encoder: text -> fixed random unit vector (near copies for 'q:' queries)."""
+
+    dim = 32
+
+    def encode(self, texts, is_query=False, **_):
+        out = []
+        for t in texts:
+            rng = np.random.default_rng(int(t.split()[-1]))
+            v = rng.standard_normal(self.dim)
+            if is_query:
+                v = v + 2.0 * np.random.default_rng(10_000 + int(t.split()[-1])).standard_normal(self.dim)
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32)
+
+
+def test_runner_factory_flat_row_equals_exact():
+    from mlvec.eval import run_benchmark
+
+    docs = [f"doc {i}" for i in range(200)]
+    queries = [f"q {i}" for i in range(200)]
+    res = run_benchmark(_RandomEncoder(), docs, queries, [[i] for i in range(200)], methods=["exact"],
+                        factory="Flat", repeats=1, show_progress=False)
+    exact, flat = res.methods
+    assert flat.method == "index:Flat" and flat.params["factory"] == "Flat"
+    assert flat.metrics == pytest.approx(exact.metrics)
+    assert 0.2 < exact.metrics["recall@10"] < 1.0  # the noise makes the task neither trivial nor hopeless
+    assert flat.index_bytes >= 200 * 32 * 4
+    with pytest.raises(ValueError):
+        run_benchmark(_RandomEncoder(), docs, queries, [[i] for i in range(200)], methods=["exact"],
+                      factory="PQ5", repeats=1, show_progress=False)  # 5 does not divide 32

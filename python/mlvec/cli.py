@@ -1,4 +1,4 @@
-"""The ``mlvec`` command line: ``mlvec info``, ``mlvec encode``, ``mlvec bench``.
+"""The ``mlvec`` command line: ``mlvec info``, ``encode``, ``bench``, ``index build`` / ``index search``.
 
 Each subcommand registers itself in :data:`COMMANDS` (name -> function adding its parser), so new
 ones (``mlvec index build`` / ``search``) are one function and one entry. Bad input (missing file,
@@ -236,6 +236,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if bad or not methods:
         raise CliError(f"--methods: choose from {','.join(METHODS)}, got {args.methods!r}")
     ks = sorted({int(k) for k in args.k.split(",")}) if args.k else [1, 10]
+    if args.nprobe is not None and args.nprobe < 1:
+        raise CliError(f"--nprobe must be >= 1, got {args.nprobe}")
     if min(ks) < 1:
         raise CliError(f"--k: cut-offs must be >= 1, got {args.k!r}")
     for opt in ("json", "plot"):
@@ -266,10 +268,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         qrels = [[i] for i in range(len(queries))]
         title = f"Bible {src}->{dst}, {args.n} pairs"
     enc = _load_encoder(args)
+    if args.factory is not None:
+        from mlvec.index import index_factory
+
+        try:  # before encoding: a bad description fails in a second, not after the corpus is embedded
+            index_factory(enc.dim, args.factory)
+        except (ValueError, mlvec.MlvecError) as e:
+            raise CliError(f"--factory: {e}") from None
     res = run_benchmark(enc, corpus, queries, qrels, methods=methods, ks=ks, rerank_depth=args.rerank_depth,
                         batch_size=args.batch_size, repeats=args.repeats,
                         show_progress=None if not args.quiet else False,
-                        info={"title": title, "model": args.model, "threads": mlvec.get_num_threads()})
+                        info={"title": title, "model": args.model, "threads": mlvec.get_num_threads()},
+                        factory=args.factory, nprobe=args.nprobe)
     print(title)
     print(format_table(res))
     if args.json:
@@ -300,6 +310,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--rerank-depth", type=int, default=32, help="exact candidates reranked by MaxSim (default 32)")
     s.add_argument("--k", default="1,10", help="cut-offs, comma-separated (default 1,10)")
     s.add_argument("--repeats", type=int, default=3, help="timed search repeats; the median is reported")
+    s.add_argument("--factory", default=None,
+                   help="also evaluate this quantized index (mlvec.index description, e.g. 'IVF64,SQ8,rescore')")
+    s.add_argument("--nprobe", type=int, default=None, help="inverted lists visited by --factory's index")
     o = p.add_argument_group("output")
     o.add_argument("--json", help="write the results as JSON")
     o.add_argument("--plot", help="write a PNG of recall vs queries/s")
@@ -308,11 +321,221 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+# --------------------------------------------------------------------------- index build / search
+def _read_matrix(path: str, what: str):
+    """Embeddings from ``.npy`` or ``.safetensors`` (tensor ``embeddings``, as ``mlvec encode`` writes)."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"{what}: no such file: {path}")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            x = np.load(p, mmap_mode="r", allow_pickle=False)
+        elif suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            arrays = load_file(str(p))
+            if "embeddings" in arrays:
+                x = arrays["embeddings"]
+            elif len(arrays) == 1:
+                x = next(iter(arrays.values()))
+            else:
+                raise CliError(f"{what}: {path} has no tensor 'embeddings' (has {', '.join(sorted(arrays))})")
+        else:
+            raise CliError(f"{what}: expected a .npy or .safetensors file, got '{p.name}'")
+    except CliError:
+        raise
+    except Exception as e:  # numpy/safetensors report truncated or foreign files in several ways
+        raise CliError(f"{what}: cannot read {path}: {e}") from None
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise CliError(f"{what}: expected a 2-D [n, dim] array, got shape {tuple(x.shape)}")
+    if x.dtype not in (np.float32, np.float16, np.float64):
+        raise CliError(f"{what}: expected float32/float16/float64 values, got {x.dtype}")
+    return x
+
+
+def _chunks(n: int, size: int):
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _cmd_index_build(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mlvec.index import index_factory
+
+    x = _read_matrix(args.embeddings, "embeddings")
+    n, dim = x.shape
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise CliError(f"--out: directory does not exist: {out.parent}")
+    ids = None
+    if args.ids:
+        if not Path(args.ids).is_file():
+            raise CliError(f"--ids: no such file: {args.ids}")
+        try:
+            ids = np.load(args.ids, allow_pickle=False)
+        except Exception as e:
+            raise CliError(f"--ids: cannot read {args.ids}: {e}") from None
+        if ids.ndim != 1 or len(ids) != n or not np.issubdtype(ids.dtype, np.integer):
+            raise CliError(f"--ids: expected {n} integer ids (shape [{n}]), got {ids.dtype} shape {ids.shape}")
+        ids = ids.astype(np.int64)
+    if args.train_size < 1:
+        raise CliError(f"--train-size must be >= 1, got {args.train_size}")
+    try:
+        index = index_factory(dim, args.factory, metric=args.metric, seed=args.seed)
+    except (ValueError, mlvec.MlvecError) as e:
+        raise CliError(f"--factory: {e}") from None
+    if not index.is_trained:
+        # Train on a random sample: quantizers need a representative subset, not all rows.
+        rng = np.random.default_rng(args.seed)
+        sample = np.sort(rng.choice(n, size=min(n, args.train_size), replace=False))
+        try:
+            index.train(np.ascontiguousarray(x[sample], dtype=np.float32))
+        except ValueError as e:
+            raise CliError(f"training on {len(sample)} of {n} vectors: {e}") from None
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n, unit="vec", desc="add", disable=args.quiet or None, file=sys.stderr) as bar:
+        for lo, hi in _chunks(n, 65536):
+            chunk = np.ascontiguousarray(x[lo:hi], dtype=np.float32)
+            index.add(chunk, None if ids is None else ids[lo:hi])
+            bar.update(hi - lo)
+    index.save(out)
+    if not args.quiet:
+        print(f"built {index.kind} ({index.metric}) over {len(index)} x {dim}: "
+              f"{index.memory_usage():,} bytes -> {out}", file=sys.stderr)
+    return 0
+
+
+def _search_kwargs(index, args: argparse.Namespace) -> dict:
+    import inspect
+
+    kw: dict[str, object] = {}
+    if args.nprobe is not None:
+        if args.nprobe < 1:
+            raise CliError(f"--nprobe must be >= 1, got {args.nprobe}")
+        kw["nprobe"] = args.nprobe
+    if args.rescore is not None:
+        kw["rescore"] = args.rescore
+    if args.ef_search is not None:
+        # Graph indexes take ef_search; refuse it clearly where the index has no such parameter.
+        if "ef_search" not in inspect.signature(index.search).parameters:
+            raise CliError(f"--ef-search: index {index.kind} has no ef_search parameter")
+        kw["ef_search"] = args.ef_search
+    return kw
+
+
+def _cmd_index_search(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from mlvec.index import load
+
+    if not Path(args.index).is_file():
+        raise CliError(f"index: no such file: {args.index}")
+    if args.k < 1:
+        raise CliError(f"-k must be >= 1, got {args.k}")
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() not in (".npz", ".json"):
+            raise CliError(f"--out: results are written as .npz or .json, got '{out.name}'")
+        if not out.parent.exists():
+            raise CliError(f"--out: directory does not exist: {out.parent}")
+    queries = _read_matrix(args.queries, "queries")
+    try:
+        index = load(args.index, mmap=args.mmap)
+    except (ValueError, mlvec.MlvecError) as e:
+        raise CliError(f"index: {args.index}: {e}") from None
+    if queries.shape[1] != index.dim:
+        raise CliError(f"queries: dimension {queries.shape[1]} does not match the index's {index.dim} "
+                       f"({args.queries}: shape {tuple(queries.shape)})")
+    kw = _search_kwargs(index, args)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    t0 = time.perf_counter()
+    scores, ids = index.search(q, args.k, **kw)
+    secs = time.perf_counter() - t0
+    if args.out:
+        out = Path(args.out)
+        tmp = out.with_name(out.name + ".partial")
+        try:
+            if out.suffix.lower() == ".npz":
+                with open(tmp, "wb") as f:
+                    np.savez(f, scores=scores, ids=ids)
+            else:
+                tmp.write_text(json.dumps({"ids": ids.tolist(),
+                                           "scores": [[None if not np.isfinite(s) else float(s) for s in row]
+                                                      for row in scores]}))
+            tmp.replace(out)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    else:
+        shown = min(len(ids), args.show)
+        cols = min(args.k, 5)
+        print(f"{'query':>5}  " + "  ".join(f"{'id@' + str(j + 1):>8} {'score':>8}" for j in range(cols)))
+        for i in range(shown):
+            print(f"{i:>5}  " + "  ".join(f"{ids[i, j]:>8} {scores[i, j]:>8.4f}" for j in range(cols)))
+        if shown < len(ids):
+            print(f"... ({len(ids) - shown} more queries; --out writes all)")
+    if not args.quiet:
+        print(f"searched {len(q)} queries in {index.kind} ({len(index)} vectors) in {secs * 1e3:.1f} ms "
+              f"({len(q) / max(secs, 1e-9):,.0f} queries/s)", file=sys.stderr)
+    return 0
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="build a vector index from embeddings, or search one",
+                       description="Build an index from an embeddings file (mlvec index build) or search "
+                                   "one with query embeddings (mlvec index search).")
+    isub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
+    isub.required = True
+    b = isub.add_parser(
+        "build", help="train and fill an index from .npy / .safetensors embeddings",
+        description="Read EMBEDDINGS ([n, dim] .npy, or .safetensors with tensor 'embeddings' as "
+                    "'mlvec encode' writes), train the index on a random sample, add all vectors "
+                    "and save it. Factory grammar: see mlvec.index (e.g. Flat, SQ8, IVF256,SQ8, "
+                    "IVF1024,PQ48x4,rescore, BIN,rescore).",
+        epilog='example: mlvec index build docs.npy --factory "IVF256,SQ8" --metric ip --out docs.mlvec',
+    )
+    b.add_argument("embeddings", help="document embeddings (.npy or .safetensors)")
+    b.add_argument("--factory", default="Flat", help="index description string (default Flat)")
+    b.add_argument("--metric", choices=("ip", "cosine", "l2"), default="ip", help="similarity (default ip)")
+    b.add_argument("--out", required=True, help="index file to write")
+    b.add_argument("--ids", help="int64 ids as .npy, one per row (default 0..n-1)")
+    b.add_argument("--train-size", type=int, default=100_000, help="vectors sampled for training (default 100000)")
+    b.add_argument("--seed", type=int, default=0, help="sampling and clustering seed")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    b.set_defaults(func=_cmd_index_build)
+    s = isub.add_parser(
+        "search", help="k nearest neighbours of query embeddings in a saved index",
+        description="Search INDEX with QUERIES ([nq, dim] .npy or .safetensors). Prints a short table, "
+                    "or writes all results with --out (.npz: arrays 'scores' [nq, k] float32 and "
+                    "'ids' [nq, k] int64; .json: the same as lists). Missing results pad with id -1.",
+        epilog="example: mlvec index search docs.mlvec queries.npy -k 10 --nprobe 16 --out hits.npz",
+    )
+    s.add_argument("index", help="index file written by 'mlvec index build'")
+    s.add_argument("queries", help="query embeddings (.npy or .safetensors)")
+    s.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    s.add_argument("--nprobe", type=int, default=None, help="inverted lists to visit (IVF indexes)")
+    s.add_argument("--ef-search", type=int, default=None, help="candidate list size (HNSW indexes)")
+    s.add_argument("--rescore", type=int, default=None,
+                   help="re-rank k x RESCORE candidates with the stored float32 vectors (',rescore' indexes)")
+    s.add_argument("--mmap", action="store_true", help="memory-map the index file instead of reading it")
+    s.add_argument("--out", help="write results to .npz or .json instead of printing")
+    s.add_argument("--show", type=int, default=10, help="queries shown in the printed table (default 10)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no timing summary")
+    s.set_defaults(func=_cmd_index_search)
+
+
 # --------------------------------------------------------------------------- main
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "info": _add_info,
     "encode": _add_encode,
     "bench": _add_bench,
+    "index": _add_index,
 }
 
 
