@@ -287,6 +287,7 @@ class NativeIndex:
         *,
         nprobe: int | None = None,
         rescore: int = 4,
+        ef_search: int | None = None,
         allow_ids: NDArray[np.int64] | None = None,
         allow_mask: NDArray[np.bool_] | None = None,
         bf16: bool = False,
