@@ -304,3 +304,24 @@ def test_hnsw_takes_half_precision_inputs_through_the_framework(kind):
         np.testing.assert_allclose(got[0][same_id], want[0][same_id], rtol=1e-5, atol=1e-4)
         _, truth = exact(ref_db, ref_q, 5, "l2")
         assert recall(got[1], truth) >= 0.9
+
+
+def test_hnsw_file_with_an_inconsistent_graph_is_rejected(tmp_path):
+    # A well-formed file (valid checksum) whose graph refers to a missing node.
+    import json
+    import zlib
+
+    index, _ = built("HNSW8", n=300)
+    path = tmp_path / "g.mlvec"
+    index.save(path)
+    raw = bytearray(path.read_bytes())
+    (hlen,) = struct.unpack("<Q", raw[16:24])
+    header = json.loads(raw[24 : 24 + hlen].decode())
+    arr = next(a for a in header["arrays"] if a["name"] == "hnsw_neighbors")
+    raw[arr["offset"] : arr["offset"] + 4] = struct.pack("<I", 10**6)
+    raw[-12:-8] = struct.pack("<I", zlib.crc32(bytes(raw[:-12])))
+    bad = tmp_path / "bad.mlvec"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(mlvec.FormatError, match="out of range"):
+        mi.load(bad)
+    assert len(mi.load(path)) == 300
