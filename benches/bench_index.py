@@ -135,12 +135,24 @@ def file_bytes(save) -> int:
 
 
 # --- the libraries --------------------------------------------------------------------------------
-def mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, sweep):
+def mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, sweep, hnsw_ef):
     rows = []
 
     def st(t):
         mlvec.set_num_threads(t)
 
+    for kind in ["HNSW16", "HNSW16,SQ8"]:
+        index = mi.index_factory(db.shape[1], kind, metric=metric)
+        mlvec.set_num_threads(max(threads))
+        t0 = time.perf_counter()
+        index.train(train)
+        index.add(db)
+        build = time.perf_counter() - t0
+        bpv = index.memory_usage() / len(index)
+        for ef in hnsw_ef:
+            r = Runner(st, lambda x, ef=ef, index=index: index.search(x, K, ef_search=max(ef, K))[1], nq_single)
+            m = r.measure(q, truth, threads)
+            rows.append(dict(lib="mlvec", index=kind, param=f"ef={ef}", build=build, bpv=bpv, **m))
     for kind in [f"IVF{nlist},PQ{pq_m}x4,rescore", f"IVF{nlist},SQ8", f"IVF{nlist},BIN,rescore"]:
         index = mi.index_factory(db.shape[1], kind, metric=metric)
         mlvec.set_num_threads(max(threads))
@@ -381,7 +393,7 @@ def run_dataset(name, db, q, metric, args, threads):
     out += ["Flat (exact) against faiss IndexFlat, batch of all queries:", ""]
     out += ["| threads | mlvec q/s | faiss q/s | ratio | same ids |", "|---|---|---|---|---|"]
     out += flat_vs_faiss(db, q, metric, threads)
-    rows = mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep)
+    rows = mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs)
     if "faiss" in args.peers:
         rows += faiss_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs)
     if "hnswlib" in args.peers:

@@ -7,12 +7,12 @@ import threading
 
 import numpy as np
 import pytest
-from _index_data import exact, mixture
+from _index_data import exact, mixture, recall
 
 import mlvec
 import mlvec.index as mi
 
-KINDS = ["Flat", "IVF8,Flat", "IVF8,SQ8", "PQ8", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore", "BIN"]
+KINDS = ["Flat", "IVF8,Flat", "IVF8,SQ8", "PQ8", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore", "BIN", "HNSW8", "HNSW8,SQ8"]
 
 
 def built(kind: str, n: int = 1500, d: int = 32, metric: str = "ip", ids=None) -> tuple[mi.Index, np.ndarray]:
@@ -93,7 +93,7 @@ def test_save_is_atomic_and_leaves_no_temporaries(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.mlvec"]
 
 
-@pytest.mark.parametrize("kind", ["Flat", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore"])
+@pytest.mark.parametrize("kind", ["Flat", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore", "HNSW8", "HNSW8,SQ8"])
 def test_bad_input_raises_and_leaves_the_index_unchanged(kind):
     index, db = built(kind, ids=np.arange(1500) + 100)
     q = db[:5]
@@ -119,6 +119,7 @@ def test_bad_input_raises_and_leaves_the_index_unchanged(kind):
         (ValueError, lambda: index.search(q, 0)),
         (ValueError, lambda: index.search(q, -2)),
         (ValueError, lambda: index.search(q, 3, nprobe=0)),
+        (ValueError, lambda: index.search(q, 3, ef_search=0)),
         (TypeError, lambda: index.search(q, 2.5)),
         (mlvec.MlvecError, lambda: index.train(db)),
     ]
@@ -138,15 +139,17 @@ def test_state_errors():
     with pytest.raises(ValueError, match="at least 4"):
         index.train(x[:3])
     assert not index.is_trained
-    for bad in ["IVF0,Flat", "PQ5", "PQ8x3", "Flat,rescore", "LSH", "IVF4,SQ8,junk"]:
+    for bad in ["IVF0,Flat", "PQ5", "PQ8x3", "Flat,rescore", "LSH", "IVF4,SQ8,junk", "HNSW8,PQ4", "HNSW0", "HNSW1"]:
         with pytest.raises(ValueError):
             mi.index_factory(16, bad)
     with pytest.raises(ValueError):
         mi.index_factory(16, "Flat", metric="hamming")
     with pytest.raises(ValueError):
         mi.index_factory(0, "Flat")
-    with pytest.raises(ValueError, match="HNSW"):
-        mi.index_factory(16, "HNSW32")
+    graph = mi.index_factory(16, "HNSW8,SQ8")
+    with pytest.raises(mlvec.MlvecError, match="trained"):
+        graph.add(x)
+    assert mi.index_factory(16, "HNSW8").is_trained
 
 
 def test_k_larger_than_n_pads():
@@ -160,7 +163,7 @@ def test_k_larger_than_n_pads():
     assert (i == -1).all() and np.isneginf(s).all()
 
 
-@pytest.mark.parametrize("kind", ["Flat", "IVF8,SQ8", "IVF8,PQ8x4,rescore"])
+@pytest.mark.parametrize("kind", ["Flat", "IVF8,SQ8", "IVF8,PQ8x4,rescore", "HNSW8", "HNSW8,SQ8"])
 def test_remove_compacts_and_frees_memory(kind):
     index, db = built(kind, n=3000)
     mem = index.memory_usage()
@@ -175,11 +178,17 @@ def test_remove_compacts_and_frees_memory(kind):
     if kind == "Flat":
         _, truth = exact(db[1::2], db[:50], 10)
         np.testing.assert_array_equal(i, truth * 2 + 1)
+    if kind.startswith("HNSW"):
+        # The rebuilt graph still finds the survivors.
+        _, truth = exact(db[1::2], db[:50], 10)
+        assert recall(i, truth * 2 + 1) >= 0.9
     index.add(db[:2])
     assert index.ids()[-2:].tolist() == [3000, 3001]
 
 
-@pytest.mark.parametrize("kind", ["Flat", "IVF16,Flat", "IVF16,SQ8", "IVF16,PQ8x4,rescore", "IVF16,BIN"])
+@pytest.mark.parametrize(
+    "kind", ["Flat", "IVF16,Flat", "IVF16,SQ8", "IVF16,PQ8x4,rescore", "IVF16,BIN", "HNSW8", "HNSW8,SQ8"]
+)
 @pytest.mark.parametrize("frac", [0.002, 0.05, 0.5])
 def test_filters_return_only_allowed_ids_with_good_recall(kind, frac):
     n = 4000
@@ -205,8 +214,9 @@ def test_filters_return_only_allowed_ids_with_good_recall(kind, frac):
     assert (i == -1).all()
 
 
-def test_concurrent_search_add_remove_is_safe():
-    index, db = built("IVF8,SQ8,rescore", n=2000)
+@pytest.mark.parametrize("kind", ["IVF8,SQ8,rescore", "HNSW8"])
+def test_concurrent_search_add_remove_is_safe(kind):
+    index, db = built(kind, n=2000)
     extra = mixture(2000, 32, seed=12)
     errors = []
     stop = threading.Event()
@@ -253,3 +263,65 @@ def test_config_and_factory_agree():
     assert mi.IndexConfig().factory_string() == "Flat"
     with pytest.raises(ValueError):
         mi.IndexConfig(codec="pq8").factory_string()
+    graph = mi.IndexConfig(codec="sq8", hnsw_m=16)
+    assert graph.factory_string() == "HNSW16,SQ8"
+    assert mi.index_factory(32, graph).kind == "HNSW16,SQ8"
+    assert mi.index_factory(32, mi.IndexConfig(hnsw_m=8)).kind == "HNSW8"
+    for bad in (
+        mi.IndexConfig(codec="pq4", hnsw_m=8),
+        mi.IndexConfig(nlist=4, hnsw_m=8),
+        mi.IndexConfig(hnsw_m=0),
+    ):
+        with pytest.raises(ValueError):
+            bad.factory_string()
+
+
+@pytest.mark.parametrize("kind", ["HNSW8", "HNSW8,SQ8"])
+def test_hnsw_takes_half_precision_inputs_through_the_framework(kind):
+    # float16 and bfloat16 inputs give the same index as their float32 values.
+    db = mixture(800, 32, seed=4)
+    q = mixture(10, 32, seed=4)[:10]
+    for form in ("f32", "f16", "bf16"):
+        if form == "f16":
+            data, qq, kw = db.astype(np.float16), q.astype(np.float16), {}
+            ref_db, ref_q = data.astype(np.float32), qq.astype(np.float32)
+        elif form == "bf16":
+            data, qq, kw = mi.float32_to_bf16_bits(db), mi.float32_to_bf16_bits(q), {"bf16": True}
+            ref_db, ref_q = mi.bf16_bits_to_float32(data), mi.bf16_bits_to_float32(qq)
+        else:
+            data, qq, kw = db, q, {}
+            ref_db, ref_q = db, q
+        index = mi.index_factory(32, kind, metric="l2", seed=1)
+        index.train(data, **kw)
+        index.add(data, **kw)
+        ref = mi.index_factory(32, kind, metric="l2", seed=1)
+        ref.train(ref_db)
+        ref.add(ref_db)
+        got, want = index.search(qq, 5, ef_search=64, **kw), ref.search(ref_q, 5, ef_search=64)
+        # Parallel insertion may link near-ties differently between two builds: compare results.
+        assert (got[1] == want[1]).mean() >= 0.9
+        same_id = got[1] == want[1]
+        np.testing.assert_allclose(got[0][same_id], want[0][same_id], rtol=1e-5, atol=1e-4)
+        _, truth = exact(ref_db, ref_q, 5, "l2")
+        assert recall(got[1], truth) >= 0.9
+
+
+def test_hnsw_file_with_an_inconsistent_graph_is_rejected(tmp_path):
+    # A well-formed file (valid checksum) whose graph refers to a missing node.
+    import json
+    import zlib
+
+    index, _ = built("HNSW8", n=300)
+    path = tmp_path / "g.mlvec"
+    index.save(path)
+    raw = bytearray(path.read_bytes())
+    (hlen,) = struct.unpack("<Q", raw[16:24])
+    header = json.loads(raw[24 : 24 + hlen].decode())
+    arr = next(a for a in header["arrays"] if a["name"] == "hnsw_neighbors")
+    raw[arr["offset"] : arr["offset"] + 4] = struct.pack("<I", 10**6)
+    raw[-12:-8] = struct.pack("<I", zlib.crc32(bytes(raw[:-12])))
+    bad = tmp_path / "bad.mlvec"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(mlvec.FormatError, match="out of range"):
+        mi.load(bad)
+    assert len(mi.load(path)) == 300

@@ -68,6 +68,8 @@ KINDS = [
     ("IVF16,PQ8x4", {"nprobe": 8}, 0.25),
     ("IVF16,PQ8x4,rescore", {"nprobe": 8, "rescore": 10}, 0.9),
     ("IVF16,BIN,rescore", {"nprobe": 8, "rescore": 10}, 0.9),
+    ("HNSW16", {"ef_search": 128}, 0.9),
+    ("HNSW16,SQ8", {"ef_search": 128}, 0.85),
 ]
 
 

@@ -213,6 +213,10 @@ def cuda_select_k(
 class HnswIndex:
     """HNSW graph index (Malkov & Yashunin) over float32 vectors or SQ8 codes.
 
+    The low-level graph: ``mlvec.index.index_factory(dim, "HNSW16")`` wraps the same graph with
+    the index framework's API and file format. This class additionally offers a chosen
+    ``ef_construction`` and removal without immediate compaction (``remove`` then ``compact``).
+
     ``HnswIndex(dim, metric="ip", M=16, ef_construction=200, storage="f32", ef_search=64)``;
     ``metric`` is ``"ip"``, ``"l2"`` or ``"cosine"`` (vectors and queries normalised),
     ``storage`` ``"f32"`` or ``"sq8"`` (one byte per dimension, range trained on the first add).
@@ -291,6 +295,7 @@ class NativeIndex:
         *,
         nprobe: int | None = None,
         rescore: int = 4,
+        ef_search: int | None = None,
         allow_ids: NDArray[np.int64] | None = None,
         allow_mask: NDArray[np.bool_] | None = None,
         bf16: bool = False,

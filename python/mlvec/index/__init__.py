@@ -1,4 +1,4 @@
-"""Exact and quantized vector indexes (Rust core): Flat, IVF, SQ8, PQ, 4-bit PQ fast-scan, binary.
+"""Exact, quantized and graph vector indexes (Rust core): Flat, IVF, SQ8, PQ, 4-bit PQ fast-scan, binary, HNSW.
 
 Build an index from a description string (or a typed :class:`IndexConfig`), train it on a sample,
 add vectors, search::
@@ -16,12 +16,19 @@ add vectors, search::
 Description grammar (case-insensitive, comma-separated)::
 
     spec   := [ "IVF" <nlist> "," ] codec [ "," "rescore" ]
-            | "HNSW" <M> [ "," "SQ8" ]          graph indexes (reserved for the HNSW module)
+            | "HNSW" <M> [ "," "SQ8" ]          HNSW graph, M links per node (2M on layer 0), over
+                                                float32 vectors or SQ8 codes
     codec  := "Flat"                             float32 vectors, exact scores
             | "SQ8"                              1 byte per dimension (per-dimension min/step)
             | "PQ" <m> [ "x8" ]                  product quantization, m bytes per vector
             | "PQ" <m> "x4" [ "fs" ]             4-bit PQ with in-register table look-ups, m/2 bytes
             | "BIN" | "RaBitQ"                   1 bit per dimension after a random rotation
+
+HNSW graphs are built with ``ef_construction=200`` and searched with ``ef_search`` candidates
+(default 64, per call ``search(..., ef_search=...)``); ``train`` is a no-op for ``"HNSW<M>"`` and
+learns the per-dimension range for ``"HNSW<M>,SQ8"``. ``remove`` rebuilds the graph over the
+remaining vectors (the space is freed at once; it costs a rebuild, so batch removals). A loaded
+HNSW index is held in memory even with ``mmap=True`` (its links are updated in place).
 
 ``rescore`` also keeps the float32 vectors (in memory, or memory-mapped after
 ``load(mmap=True)``) and re-ranks the ``k * rescore`` best quantized candidates exactly.
@@ -76,20 +83,34 @@ class IndexConfig:
         nlist: inverted lists of the IVF coarse quantizer; 0 for none (scan everything).
         pq_m: sub-quantizers for ``"pq8"``/``"pq4"`` (must divide the dimension).
         rescore: keep float32 vectors and re-rank quantized candidates exactly.
+        hnsw_m: build an HNSW graph with this many links per node instead of inverted lists
+            (``codec`` ``"flat"`` or ``"sq8"``; ``nlist``, ``pq_m`` and ``rescore`` must be unset).
 
     Example::
 
         >>> IndexConfig(codec="pq4", nlist=1024, pq_m=48, rescore=True).factory_string()
         'IVF1024,PQ48x4,rescore'
+        >>> IndexConfig(codec="sq8", hnsw_m=32).factory_string()
+        'HNSW32,SQ8'
     """
 
     codec: Literal["flat", "sq8", "pq8", "pq4", "binary"] = "flat"
     nlist: int = 0
     pq_m: int | None = None
     rescore: bool = False
+    hnsw_m: int | None = None
 
     def factory_string(self) -> str:
         """The description string of this configuration."""
+        if self.hnsw_m is not None:
+            if self.hnsw_m < 1:
+                raise ValueError(f"hnsw_m: must be >= 1, got {self.hnsw_m}")
+            if self.nlist or self.pq_m is not None or self.rescore:
+                raise ValueError("hnsw_m: an HNSW graph takes no nlist, pq_m or rescore")
+            codec = self.codec.lower()
+            if codec not in ("flat", "sq8"):
+                raise ValueError(f"codec: HNSW stores 'flat' or 'sq8' vectors, got {self.codec!r}")
+            return f"HNSW{self.hnsw_m}" + (",SQ8" if codec == "sq8" else "")
         if self.nlist < 0:
             raise ValueError(f"nlist: must be >= 0, got {self.nlist}")
         codec = self.codec.lower()
@@ -194,6 +215,7 @@ class Index:
         *,
         nprobe: int | None = None,
         rescore: int = 4,
+        ef_search: int | None = None,
         allow_ids: Any = None,
         allow_mask: Any = None,
         bf16: bool = False,
@@ -207,6 +229,8 @@ class Index:
             rescore: with stored float32 vectors, re-rank ``max(k * rescore, 32)`` candidates
                 exactly (binary codes: 4x as many, skipping those whose error bound rules them
                 out); 0 disables.
+            ef_search: candidate list size of an HNSW search (default 64); larger is slower and
+                more accurate. Ignored by the other kinds.
             allow_ids: only these ids may be returned (int64 array).
             allow_mask: only ids ``i`` with ``allow_mask[i]`` may be returned (bool array).
 
@@ -223,7 +247,14 @@ class Index:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k: expected an int, got {type(k).__name__}")
         return self._native.search(
-            a, int(k), nprobe=nprobe, rescore=int(rescore), allow_ids=ai, allow_mask=am, bf16=b
+            a,
+            int(k),
+            nprobe=nprobe,
+            rescore=int(rescore),
+            ef_search=ef_search,
+            allow_ids=ai,
+            allow_mask=am,
+            bf16=b,
         )
 
     # -- persistence --------------------------------------------------------------------------

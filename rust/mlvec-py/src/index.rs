@@ -88,7 +88,7 @@ impl PyIndex {
         py.allow_threads(|| self.write().add(&v, ids)).py()
     }
 
-    #[pyo3(signature = (queries, k, *, nprobe = None, rescore = 4, allow_ids = None, allow_mask = None, bf16 = false))]
+    #[pyo3(signature = (queries, k, *, nprobe = None, rescore = 4, ef_search = None, allow_ids = None, allow_mask = None, bf16 = false))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -97,6 +97,7 @@ impl PyIndex {
         k: i64,
         nprobe: Option<i64>,
         rescore: i64,
+        ef_search: Option<i64>,
         allow_ids: Option<PyReadonlyArray1<'py, i64>>,
         allow_mask: Option<PyReadonlyArray1<'py, bool>>,
         bf16: bool,
@@ -107,6 +108,11 @@ impl PyIndex {
         if let Some(p) = nprobe.filter(|&p| p < 1) {
             return Err(PyValueError::new_err(format!(
                 "nprobe: must be at least 1, got {p}"
+            )));
+        }
+        if let Some(e) = ef_search.filter(|&e| e < 1) {
+            return Err(PyValueError::new_err(format!(
+                "ef_search: must be at least 1, got {e}"
             )));
         }
         if rescore < 0 {
@@ -132,6 +138,7 @@ impl PyIndex {
         let params = SearchParams {
             nprobe: nprobe.map(|p| p as usize),
             rescore: rescore as usize,
+            ef_search: ef_search.map(|e| e as usize),
         };
         let k = k as usize;
         let (s, i) = py

@@ -150,6 +150,15 @@ impl NodeSet {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
+
+    /// The set of internal nodes `nodes` (ascending, each `< n`).
+    pub(crate) fn from_sorted(n: usize, nodes: Vec<u32>) -> Self {
+        let mut bits = vec![0u64; n.div_ceil(64)];
+        for &i in &nodes {
+            bits[i as usize / 64] |= 1 << (i % 64);
+        }
+        NodeSet { bits, nodes }
+    }
 }
 
 /// The graph. Internal node numbers are `u32` (dense, in insertion order); user ids are `u64`.

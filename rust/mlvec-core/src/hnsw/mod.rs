@@ -230,6 +230,45 @@ impl Hnsw {
         self.len() == 0
     }
 
+    /// Set the SQ8 range from the sample rows `x` (`[n, dim]`); nothing to learn for F32 storage.
+    /// Only an empty index can be trained. On error nothing changes.
+    pub fn train(&mut self, x: &[f32]) -> Result<()> {
+        if !x.len().is_multiple_of(self.dim) {
+            return Err(Error::invalid(
+                "x",
+                format!("length {} is not a multiple of dim={}", x.len(), self.dim),
+            ));
+        }
+        check_finite("x", x, self.dim)?;
+        let normalize = self.metric == Metric::Cosine;
+        match &mut self.inner {
+            Inner::F32(_) => Ok(()),
+            Inner::Sq8(g) if g.n_nodes() > 0 => Err(Error::State(format!(
+                "the index holds {} vectors; train it before adding any",
+                g.n_nodes()
+            ))),
+            Inner::Sq8(g) => {
+                g.store.train(x, normalize);
+                Ok(())
+            }
+        }
+    }
+
+    /// User id of each internal node (removed, not yet compacted nodes included).
+    pub fn node_ids(&self) -> &[u64] {
+        each!(&self.inner, |g| &g.ids[..])
+    }
+
+    /// The set of internal nodes `nodes` (ascending, each below the node count), to restrict
+    /// [`Hnsw::search_batch`] to.
+    pub fn nodes(&self, nodes: Vec<u32>) -> Result<NodeSet> {
+        let n = each!(&self.inner, |g| g.n_nodes());
+        if nodes.windows(2).any(|w| w[0] >= w[1]) || nodes.last().is_some_and(|&i| i as usize >= n) {
+            return Err(Error::invalid("allow", "nodes must be ascending and in range"));
+        }
+        Ok(NodeSet::from_sorted(n, nodes))
+    }
+
     /// Nodes removed but not yet compacted away.
     pub fn n_deleted(&self) -> usize {
         each!(&self.inner, |g| g.n_deleted)

@@ -7,8 +7,10 @@
 //! - Codecs: [`sq8`], [`pq`], [`fastscan`], [`binary`].
 //! - [`filter`] (allow-lists), [`io`] (file format), [`factory`] (description grammar).
 //!
-//! A graph index plugs in through [`VectorStore`] (stored vectors + exact score) and the
-//! persistence layer's named arrays; the grammar reserves `HNSW<M>` and `HNSW<M>,SQ8`.
+//! `HNSW<M>` and `HNSW<M>,SQ8` hold a [`crate::hnsw::Hnsw`] graph behind the same API: ids,
+//! validation, filters (allow-lists become node sets), removal (mark, then compaction that
+//! rebuilds the graph over the live vectors) and the file format (the graph's parts as named
+//! arrays) are this module's.
 
 pub mod binary;
 pub mod factory;
@@ -23,6 +25,7 @@ pub mod pq;
 pub mod sq8;
 pub mod topk;
 
+use crate::hnsw::{Hnsw, HnswParts, Storage};
 use crate::{Error, Result};
 use factory::{CodecSpec, IndexSpec};
 use filter::Bitmap;
@@ -102,6 +105,8 @@ pub struct SearchParams {
     /// With stored full-precision vectors, `max(k * rescore, 32)` quantized candidates (4× that
     /// for binary codes, pruned by their error bound) are re-scored exactly; 0 disables it.
     pub rescore: usize,
+    /// Candidate list size of a graph search (HNSW only; default: the index's `ef_search`).
+    pub ef_search: Option<usize>,
 }
 
 impl Default for SearchParams {
@@ -109,6 +114,7 @@ impl Default for SearchParams {
         SearchParams {
             nprobe: None,
             rescore: 4,
+            ef_search: None,
         }
     }
 }
@@ -133,6 +139,21 @@ pub struct Index {
     next_id: i64,
     /// id -> slot, built on first need and dropped on every mutation.
     id_map: OnceLock<HashMap<i64, u32>>,
+    /// The graph of `HNSW<M>` kinds; its internal nodes are this index's slots (`ids` mirrors
+    /// its node ids, and every removal is compacted at once, so no node is a tombstone).
+    graph: Option<Hnsw>,
+}
+
+/// Default build and search settings of `HNSW<M>` kinds.
+pub const HNSW_EF_CONSTRUCTION: usize = 200;
+pub const HNSW_EF_SEARCH: usize = 64;
+
+fn hnsw_metric(m: Metric) -> crate::hnsw::Metric {
+    match m {
+        Metric::Ip => crate::hnsw::Metric::Ip,
+        Metric::L2 => crate::hnsw::Metric::L2,
+        Metric::Cosine => crate::hnsw::Metric::Cosine,
+    }
 }
 
 fn check_rows(arg: &'static str, x: &[f32], d: usize) -> Result<usize> {
@@ -163,12 +184,23 @@ impl Index {
         if dim == 0 {
             return Err(Error::invalid("dim", "must be at least 1"));
         }
-        if spec.hnsw_m.is_some() {
-            return Err(Error::invalid(
-                "index_kind",
-                format!("{spec}: graph indexes are provided by the HNSW module, not by this constructor"),
-            ));
-        }
+        let graph = match spec.hnsw_m {
+            None => None,
+            Some(m) => {
+                let storage = if spec.codec == CodecSpec::Sq8 {
+                    Storage::Sq8
+                } else {
+                    Storage::F32
+                };
+                let params = crate::hnsw::Params {
+                    m,
+                    ef_construction: HNSW_EF_CONSTRUCTION,
+                    ef_search: HNSW_EF_SEARCH,
+                    seed,
+                };
+                Some(Hnsw::new(dim, hnsw_metric(metric), storage, params)?)
+            }
+        };
         if let CodecSpec::Pq8 { m } | CodecSpec::Pq4 { m } = spec.codec {
             pq::Pq::check(dim, m)?;
         }
@@ -190,6 +222,7 @@ impl Index {
             }),
             next_id: 0,
             id_map: OnceLock::new(),
+            graph,
         };
         idx.trained = !spec.needs_training();
         Ok(idx)
@@ -212,6 +245,17 @@ impl Index {
     }
     pub fn is_trained(&self) -> bool {
         self.trained
+    }
+    /// The graph of an `HNSW<M>` index.
+    pub fn graph(&self) -> Option<&Hnsw> {
+        self.graph.as_ref()
+    }
+    /// Mirror the graph's node ids as the slot ids (after a graph mutation).
+    fn sync_graph_ids(&mut self) {
+        if let Some(g) = &self.graph {
+            self.ids = Buf::Owned(g.node_ids().iter().map(|&i| i as i64).collect());
+            self.id_map = OnceLock::new();
+        }
     }
     /// Number of inverted lists (1 without a coarse quantizer).
     pub fn nlist(&self) -> usize {
@@ -271,6 +315,12 @@ impl Index {
         }
         if n == 0 {
             return Err(Error::invalid("x", "training needs at least one vector"));
+        }
+        if let Some(g) = &mut self.graph {
+            // SQ8 graphs learn their per-dimension range; float32 graphs have nothing to learn.
+            g.train(x)?;
+            self.trained = true;
+            return Ok(());
         }
         let x = self.prep(x);
         let x = &x[..];
@@ -371,6 +421,14 @@ impl Index {
         if n == 0 {
             return Ok(());
         }
+        if let Some(g) = &mut self.graph {
+            let uids: Vec<u64> = new_ids.iter().map(|&i| i as u64).collect();
+            g.add(x, Some(&uids))?;
+            let top = new_ids.iter().copied().max().unwrap_or(-1);
+            self.next_id = self.next_id.max(top + 1);
+            self.sync_graph_ids();
+            return Ok(());
+        }
         let x = self.prep(x);
         let x = &x[..];
         let lay = self.layout();
@@ -453,6 +511,14 @@ impl Index {
         }
         if ids.is_empty() {
             return Ok(0);
+        }
+        if let Some(g) = &mut self.graph {
+            let uids: Vec<u64> = ids.iter().map(|&i| i as u64).collect();
+            g.remove(&uids)?;
+            // Rebuild over the live vectors now, so the space is really freed (as for lists).
+            g.compact();
+            self.sync_graph_ids();
+            return Ok(ids.len());
         }
         let n = self.len();
         let mut renum = vec![u32::MAX; n];
@@ -681,6 +747,13 @@ impl Index {
         }
         if params.nprobe == Some(0) {
             return Err(Error::invalid("nprobe", "must be at least 1"));
+        }
+        if params.ef_search == Some(0) {
+            return Err(Error::invalid("ef_search", "must be at least 1"));
+        }
+        if let Some(g) = &self.graph {
+            let set = allow.map(|a| g.nodes(a.iter().collect())).transpose()?;
+            return g.search_batch(queries, k, params.ef_search, set.as_ref());
         }
         let q = self.prep(queries);
         let q = &q[..];
@@ -925,6 +998,10 @@ impl Index {
     /// Bytes held by the index's data (codes, vectors, ids, centroids, codebooks; memory-mapped
     /// parts included).
     pub fn memory_usage(&self) -> usize {
+        if let Some(g) = &self.graph {
+            let map = self.id_map.get().map_or(0, |m| m.capacity() * 16);
+            return g.memory_usage() + map + 8 * self.ids.len();
+        }
         let lists: usize = self.lists.iter().map(List::bytes).sum();
         let codec = match &self.codec {
             Codec::Flat => 0,
@@ -975,6 +1052,30 @@ impl Index {
             w.add("vectors", vec![self.len(), self.dim], raw.data.as_slice());
         }
         let _ = lay;
+        let parts = self.graph.as_ref().map(Hnsw::to_parts);
+        let mut graph_meta = serde_json::Value::Null;
+        let offsets: Vec<i64>;
+        if let Some(p) = &parts {
+            offsets = p.offsets.iter().map(|&o| o as i64).collect();
+            w.add("hnsw_levels", vec![p.levels.len()], &p.levels);
+            w.add("hnsw_offsets", vec![offsets.len()], &offsets);
+            w.add("hnsw_neighbors", vec![p.neighbors.len()], &p.neighbors);
+            match p.storage {
+                Storage::F32 => w.add("vectors", vec![p.levels.len(), self.dim], &p.vectors),
+                Storage::Sq8 => {
+                    w.add("hnsw_codes", vec![p.levels.len(), self.dim], &p.codes);
+                    w.add("sq8_min", vec![p.sq_min.len()], &p.sq_min);
+                    w.add("sq8_step", vec![p.sq_scale.len()], &p.sq_scale);
+                }
+            }
+            graph_meta = serde_json::json!({
+                "m": p.params.m,
+                "ef_construction": p.params.ef_construction,
+                "ef_search": p.params.ef_search,
+                "level_seed": p.params.seed,
+                "entry_point": p.entry_point,
+            });
+        }
         let meta = serde_json::json!({
             "library": "mlvec",
             "kind": self.spec.to_string(),
@@ -985,6 +1086,7 @@ impl Index {
             "count": self.len(),
             "nlist": self.lists.len(),
             "next_id": self.next_id,
+            "hnsw": graph_meta,
         });
         w.write(path, meta)
     }
@@ -1014,6 +1116,15 @@ impl Index {
         idx.centroids = r.array::<f32>("centroids", Some(nl * dim))?.as_slice().to_vec();
         idx.cnorm = idx.centroids.chunks_exact(dim).map(norm2).collect();
         idx.ids = r.array::<i64>("ids", Some(count))?;
+        if let Some(g) = &idx.graph {
+            let storage = g.storage();
+            idx.graph = Some(load_graph(&r, path, m, spec, dim, metric, count, storage)?);
+            idx.trained = trained;
+            idx.next_id = next_id;
+            // The graph owns copies of its arrays (its links are atomics), so the ids are owned too.
+            idx.ids = Buf::Owned(idx.ids.as_slice().to_vec());
+            return Ok(idx);
+        }
         if trained {
             idx.codec = match spec.codec {
                 CodecSpec::Flat => Codec::Flat,
@@ -1110,6 +1221,82 @@ impl Index {
     }
 }
 
+/// The graph of an `HNSW<M>` file (see [`Index::save`]).
+#[allow(clippy::too_many_arguments)]
+fn load_graph(
+    r: &io::Reader,
+    path: &Path,
+    m: &serde_json::Value,
+    spec: IndexSpec,
+    dim: usize,
+    metric: Metric,
+    count: usize,
+    storage: Storage,
+) -> Result<Hnsw> {
+    let bad = |what: &str| Error::Format(format!("{}: bad header field \"hnsw.{what}\"", path.display()));
+    let h = &m["hnsw"];
+    let us = |what: &str| h[what].as_u64().map(|v| v as usize).ok_or_else(|| bad(what));
+    let params = crate::hnsw::Params {
+        m: us("m")?,
+        ef_construction: us("ef_construction")?,
+        ef_search: us("ef_search")?,
+        seed: h["level_seed"].as_u64().ok_or_else(|| bad("level_seed"))?,
+    };
+    if Some(params.m) != spec.hnsw_m {
+        return Err(bad("m"));
+    }
+    let entry_point = match &h["entry_point"] {
+        serde_json::Value::Null => None,
+        v => Some(
+            v.as_u64()
+                .filter(|&e| e < u32::MAX as u64)
+                .ok_or_else(|| bad("entry_point"))? as u32,
+        ),
+    };
+    let trained = m["trained"].as_bool().unwrap_or(false);
+    let levels = r.array::<u8>("hnsw_levels", Some(count))?.as_slice().to_vec();
+    let n_lists: usize = levels.iter().map(|&l| l as usize + 1).sum();
+    let offsets = r.array::<i64>("hnsw_offsets", Some(n_lists + 1))?;
+    if offsets.as_slice().iter().any(|&o| o < 0) {
+        return Err(Error::Format(format!("{}: negative HNSW offset", path.display())));
+    }
+    let ids = r.array::<i64>("ids", Some(count))?;
+    if ids.as_slice().iter().any(|&i| i < 0) {
+        return Err(Error::Format(format!("{}: negative id", path.display())));
+    }
+    let (mut vectors, mut codes, mut sq_min, mut sq_scale) = (vec![], vec![], vec![], vec![]);
+    match storage {
+        Storage::F32 => vectors = r.array::<f32>("vectors", Some(count * dim))?.as_slice().to_vec(),
+        Storage::Sq8 => {
+            codes = r
+                .array::<u8>("hnsw_codes", Some(count * dim))?
+                .as_slice()
+                .to_vec();
+            let range = if trained || count > 0 { dim } else { 0 };
+            sq_min = r.array::<f32>("sq8_min", Some(range))?.as_slice().to_vec();
+            sq_scale = r.array::<f32>("sq8_step", Some(range))?.as_slice().to_vec();
+        }
+    }
+    let parts = HnswParts {
+        dim,
+        metric: hnsw_metric(metric),
+        storage,
+        params,
+        levels,
+        offsets: offsets.as_slice().iter().map(|&o| o as u64).collect(),
+        neighbors: r.array::<u32>("hnsw_neighbors", None)?.as_slice().to_vec(),
+        vectors,
+        codes,
+        sq_min,
+        sq_scale,
+        ids: ids.as_slice().iter().map(|&i| i as u64).collect(),
+        deleted: vec![false; count],
+        entry_point,
+        next_auto_id: m["next_id"].as_i64().unwrap_or(0).max(0) as u64,
+    };
+    Hnsw::from_parts(parts).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
+}
+
 /// Capacity of a selection (the k it keeps).
 #[inline]
 fn top_cap(t: &TopK) -> usize {
@@ -1186,6 +1373,10 @@ mod tests {
             ("IVF16,PQ16x4,rescore", 0.85),
             ("IVF16,BIN,rescore", 0.85),
             ("SQ8,rescore", 0.95),
+            // Inner-product graph search for queries drawn away from the data (other centres)
+            // is the hard case; tests/test_index_recall.py holds the in-distribution floors.
+            ("HNSW16", 0.75),
+            ("HNSW16,SQ8", 0.75),
         ] {
             let mut idx = Index::new(d, kind, Metric::Ip, 0).unwrap();
             idx.train(&db).unwrap();
@@ -1193,6 +1384,7 @@ mod tests {
             let p = SearchParams {
                 nprobe: Some(8),
                 rescore: 8,
+                ef_search: Some(256),
             };
             let (s, ids) = idx.search(&qs, k, &p, None).unwrap();
             let hit: usize = truth
