@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from mlvec import _native
 from mlvec.losses._dist import Comm, RingPass, all_gather_rows, all_reduce_
 
 Tensors = tuple[torch.Tensor, ...]
@@ -213,6 +214,7 @@ def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: floa
         lse_c = torch.full((nb_glob,), -math.inf, dtype=cd, device=device)
     total = 0.0
     T = pb.tile
+    native = _native_tiles(pb, device)
     for c0, block in _col_blocks(pb, cols):
         nb = block[0].shape[0]
         for j0 in range(0, nb, T):
@@ -221,8 +223,29 @@ def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: floa
             g0, g1 = c0 + j0, c0 + j1
             for i0 in range(0, n_a, T):
                 i1 = min(i0 + T, n_a)
-                lr, lc, _ = sc.logits(_slice(rows, i0, i1), ct, scale, bias, False)
+                # The native kernels add the bias themselves (no extra pass over the tile).
+                lr, lc, _ = sc.logits(_slice(rows, i0, i1), ct, scale, 0.0 if native else bias, False)
                 pr, pc = pairs.in_tile(i0, i1, g0, g1)
+                if native and sigmoid:
+                    total += _native.contrastive_sigmoid_loss(lr.detach().numpy(), bias)
+                    total -= float(lr[pr, pc - g0].sum(dtype=torch.float64)) + bias * len(pr)
+                    continue
+                if native:
+                    # One cache-resident pass: bias added in place, row and column log-sum-exps.
+                    rl, cl = _native.contrastive_softmax_stats(lr.detach().numpy(), bias, cols=sym)
+                    torch.logaddexp(lse_r[i0:i1], torch.from_numpy(rl), out=lse_r[i0:i1])
+                    wr = w_r[i0:i1]
+                    coef = wr[pr] * inv_n[i0:i1][pr] * (1.0 - eps)
+                    total -= float((lr[pr, pc - g0] * coef).sum(dtype=torch.float64))
+                    if eps:
+                        total -= eps / nb_glob * float((lr.sum(1) * wr).sum(dtype=torch.float64))
+                    if sym:
+                        torch.logaddexp(lse_c[g0:g1], torch.from_numpy(cl), out=lse_c[g0:g1])
+                        coef = w_c[pc] * inv_q[pc] * (1.0 - eps)
+                        total -= float((lr[pr, pc - g0] * coef).sum(dtype=torch.float64))
+                        if eps:
+                            total -= eps / na_glob * float((lr.sum(0) * w_c[g0:g1]).sum(dtype=torch.float64))
+                    continue
                 if sigmoid:
                     total += float(_softplus(lr).sum(dtype=torch.float64))
                     total -= float(lr[pr, pc - g0].sum(dtype=torch.float64))
@@ -266,6 +289,50 @@ def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: floa
     t = torch.tensor([total], dtype=torch.float64)
     all_reduce_(pb.comm, t)
     return float(t)
+
+
+def _native_tiles(pb: Problem, device: torch.device) -> bool:
+    """Whether the tiles' element-wise work runs in the native fused kernels.
+
+    They need one float32 logits matrix per tile (the dense and ColBERT scorers; FILIP has two)
+    on the CPU.
+    """
+    sc = pb.scorer
+    return sc.shared and sc.compute_dtype == torch.float32 and device.type == "cpu"
+
+
+def _tile_grads_native(
+    pb: Problem,
+    lr: torch.Tensor,
+    bias: float,
+    i0: int,
+    i1: int,
+    g0: int,
+    g1: int,
+    pr: torch.Tensor,
+    pc: torch.Tensor,
+) -> tuple[torch.Tensor, None, float]:
+    """:func:`_tile_grads` for a shared float32 tile without bias, one fused pass. Overwrites ``lr``."""
+    sv = pb.saved
+    eps = pb.smoothing
+    na_glob, nb_glob = sum(pb.sizes_a), sum(pb.sizes_b)
+    if pb.kind == "sigmoid":
+        total = _native.contrastive_sigmoid_grad(lr.detach().numpy(), bias, 1.0 / na_glob)
+        lr[pr, pc - g0] -= 1.0 / na_glob
+        return lr, None, total - len(pr) / na_glob
+    sym = pb.symmetric
+    shift_c = sv["shift_c"][g0:g1].numpy() if sym else None
+    _native.contrastive_softmax_grad(lr.detach().numpy(), bias, sv["shift_r"][i0:i1].numpy(), shift_c)
+    wr = sv["w_r"][i0:i1]
+    if eps:
+        lr.sub_((eps / nb_glob) * wr[:, None])
+        if sym:
+            lr.sub_((eps / na_glob) * sv["w_c"][None, g0:g1])
+    lr.index_put_((pr, pc - g0), -(wr[pr] * sv["inv_n"][i0:i1][pr] * (1.0 - eps)), accumulate=True)
+    if sym:
+        lr.index_put_((pr, pc - g0), -(sv["w_c"][pc] * sv["inv_q"][pc] * (1.0 - eps)), accumulate=True)
+    # Softmax gradients sum to zero in every row and column: the bias cancels exactly.
+    return lr, None, 0.0
 
 
 def _tile_grads(
@@ -316,6 +383,7 @@ def _backward(
     T = pb.tile
     d_rows = torch.zeros(rows[0].shape, dtype=sc.grad_dtype, device=rows[0].device)
     acc = {"scale": 0.0, "bias": 0.0}
+    native = _native_tiles(pb, rows[0].device)
 
     def visit(c0: int, block: Tensors, d_block: torch.Tensor) -> None:
         nb = block[0].shape[0]
@@ -325,9 +393,12 @@ def _backward(
             for i0 in range(0, n_a, T):
                 i1 = min(i0 + T, n_a)
                 rt = _slice(rows, i0, i1)
-                lr, lc, cache = sc.logits(rt, ct, scale, bias, True)
+                lr, lc, cache = sc.logits(rt, ct, scale, 0.0 if native else bias, True)
                 pr, pc = pairs.in_tile(i0, i1, c0 + j0, c0 + j1)
-                gr, gc, dbias = _tile_grads(pb, lr, lc, i0, i1, c0 + j0, c0 + j1, pr, pc)
+                if native:
+                    gr, gc, dbias = _tile_grads_native(pb, lr, bias, i0, i1, c0 + j0, c0 + j1, pr, pc)
+                else:
+                    gr, gc, dbias = _tile_grads(pb, lr, lc, i0, i1, c0 + j0, c0 + j1, pr, pc)
                 da, db, dscale = sc.backward(rt, ct, gr, gc, cache, scale)
                 acc["scale"] += dscale
                 acc["bias"] += dbias

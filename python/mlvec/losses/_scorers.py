@@ -22,10 +22,19 @@ class DenseScorer(Scorer):
     def __init__(self, dtype: torch.dtype):
         self.compute_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         self.grad_dtype = self.compute_dtype
+        self._buf: torch.Tensor | None = None
+
+    def _out(self, n: int, m: int, like: torch.Tensor) -> torch.Tensor:
+        # One tile buffer reused for every tile: the engine consumes each tile before asking for
+        # the next, and a fresh tile^2 allocation per tile costs page faults on every call.
+        if self._buf is None or self._buf.numel() < n * m or self._buf.device != like.device:
+            self._buf = torch.empty(n * m, dtype=like.dtype, device=like.device)
+        return self._buf[: n * m].view(n, m)
 
     def logits(self, rows: Tensors, cols: Tensors, scale: float, bias: float, need_grad: bool):
         # The scale goes on the (tile x d) rows, not on the (tile x tile) product.
-        lg = (rows[0] * scale) @ cols[0].T
+        a, b = rows[0], cols[0]
+        lg = torch.mm(a * scale, b.T, out=self._out(a.shape[0], b.shape[0], a))
         if bias:
             lg.add_(bias)
         return lg, None, None

@@ -5,8 +5,10 @@
 //! - [`simd`]: the SIMD micro-kernels (AVX-512, AVX2, portable), chosen at run time.
 //! - [`hnsw`]: HNSW graph index over f32 vectors or SQ8 codes, with filters, removal and compaction.
 //! - [`index`]: exact and quantized ANN indexes (Flat, IVF, SQ8, PQ, 4-bit fast-scan, binary).
+//! - [`contrastive`]: fused element-wise passes over one logits tile of the contrastive losses.
 //! - [`threads`]: the process-wide thread pool all parallel kernels run on.
 
+pub mod contrastive;
 pub mod cpu;
 pub mod error;
 pub mod hnsw;

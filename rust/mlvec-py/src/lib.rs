@@ -2,6 +2,7 @@
 //! released around every kernel; core errors map to Python exceptions in `errors`.
 
 mod arrays;
+mod contrastive;
 mod cuda;
 mod errors;
 mod hnsw;
@@ -70,6 +71,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda::cuda_pq_scan, m)?)?;
     m.add_function(wrap_pyfunction!(cuda::cuda_hamming_scan, m)?)?;
     m.add_function(wrap_pyfunction!(cuda::cuda_select_k, m)?)?;
+    m.add_function(wrap_pyfunction!(contrastive::contrastive_softmax_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(contrastive::contrastive_softmax_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_grad, m)?)?;
     m.add_class::<hnsw::HnswIndex>()?;
     m.add_class::<index::PyIndex>()?;
     Ok(())
