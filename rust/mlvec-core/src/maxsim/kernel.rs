@@ -252,9 +252,21 @@ fn score_pair(
                 }
                 DocRows::Widen(bits, s, half) => {
                     sc.rows.resize(MR_MAX * dim, 0.0);
-                    for (r, &j) in jloc.iter().enumerate().take(mr) {
-                        let src = &bits[(s + j as usize) * dim..][..dim];
-                        simd::widen(isa, *half, src, &mut sc.rows[r * dim..(r + 1) * dim]);
+                    // Ask for the next tile's rows now, so that their widening (a short loop with
+                    // no arithmetic to hide a miss behind) finds them in cache.
+                    for &j in &doc.valid[(tb + mr_isa).min(nv)..(tb + 2 * mr_isa).min(nv)] {
+                        simd::prefetch(&bits[(s + j as usize) * dim..][..dim]);
+                    }
+                    let (j0, jl) = (jloc[0] as usize, jloc[mr - 1] as usize);
+                    if jl - j0 == mr - 1 {
+                        // Consecutive rows (the common case): one call widens them all.
+                        let src = &bits[(s + j0) * dim..][..mr * dim];
+                        simd::widen(isa, *half, src, &mut sc.rows[..mr * dim]);
+                    } else {
+                        for (r, &j) in jloc.iter().enumerate().take(mr) {
+                            let src = &bits[(s + j as usize) * dim..][..dim];
+                            simd::widen(isa, *half, src, &mut sc.rows[r * dim..(r + 1) * dim]);
+                        }
                     }
                     (ptr32(&sc.rows, 0), [std::ptr::null(); MR_MAX])
                 }

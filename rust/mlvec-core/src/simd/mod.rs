@@ -163,6 +163,23 @@ pub fn widen(isa: Isa, kind: Half, src: &[u16], dst: &mut [f32]) {
     }
 }
 
+/// Hint that `xs` will be read soon: one prefetch per 64-byte line (a no-op off x86-64).
+#[inline]
+pub fn prefetch<T>(xs: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = xs.as_ptr().cast::<i8>();
+        let bytes = std::mem::size_of_val(xs);
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch never faults, and `off < bytes` keeps the address inside `xs`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = xs;
+}
+
 /// One tile: `step.mr` document rows against one packed query chunk of `nr * V` lanes.
 ///
 /// # Safety
