@@ -174,7 +174,6 @@ def test_index_build_quantized_with_ids_safetensors_json(tmp_path):
         (("index", "search", "missing.mlvec", "q.npy"), "no such file"),
         (("index", "search", "docs.mlvec", "q_wrongdim.npy"), "does not match"),
         (("index", "search", "docs.mlvec", "q.npy", "--out", "out.csv"), ".npz or .json"),
-        (("index", "search", "docs.mlvec", "q.npy", "--ef-search", "64"), "--ef-search"),
         (("index", "search", "docs.npy", "q.npy"), "index"),
     ],
 )
