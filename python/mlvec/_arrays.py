@@ -173,39 +173,6 @@ def as_mask(obj: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def check_finite(data: np.ndarray, bf16: bool, mask: np.ndarray | None, name: str) -> None:
-    """ValueError if a valid token row holds NaN or ±inf (masked rows may hold anything).
-
-    A separate pass over the data, for callers outside the MaxSim kernels (which check the rows
-    they read themselves: ``_native.maxsim_forward(..., check_finite=True)``).
-
-    float32: a float32 sum is one streaming pass with no allocation; only when it is not finite
-    are the rows examined one by one (which also spares masked padding rows). float16/bfloat16:
-    the exponent bits are tested block by block, which is cheaper than converting to float.
-    """
-    if data.size == 0:
-        return
-    if data.dtype == np.float32:
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = np.add.reduce(data.reshape(-1), dtype=np.float32)
-        if np.isfinite(total):
-            return
-        bad_rows = ~np.isfinite(data).all(axis=1)
-    else:
-        # inf and NaN have every exponent bit set: 0x7C00 in float16, 0x7F80 in bfloat16.
-        exp = np.uint16(0x7F80 if bf16 else 0x7C00)
-        bits = data.view(np.uint16)
-        block = max(1, (1 << 20) // data.shape[1])  # bounded temporaries
-        bad_rows = np.concatenate(
-            [((bits[i : i + block] & exp) == exp).any(axis=1) for i in range(0, bits.shape[0], block)]
-        )
-    if mask is not None:
-        bad_rows &= mask
-    if bad_rows.any():
-        r = int(np.argmax(bad_rows))
-        raise ValueError(f"{name}: token row {r} (packed) holds NaN or inf")
-
-
 @dataclass
 class Packed:
     """Token sets in the native layout (numpy) plus what the public API needs to shape results."""
