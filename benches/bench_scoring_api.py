@@ -5,7 +5,7 @@ Times, on the same data, ``_native.maxsim_forward`` called directly on packed ro
 tensors (the custom op), with torch tensors that require grad (argmax positions kept), and the
 backward pass. Prints medians and the ratio to the direct native call; the API should add little.
 The NaN/inf check runs inside the kernel (``check_finite=True``), on rows as it reads them; the
-separate numpy pass it replaced (``_arrays.check_finite``) is timed next to it for comparison.
+separate numpy pass it replaced (``python_check_finite`` below) is timed next to it for comparison.
 FILIP (``d2q=True``, both directions) is timed against the ColBERT-only native call too.
 
     python benches/bench_scoring_api.py            # 1 query x 1000 documents x 300 tokens x 128
