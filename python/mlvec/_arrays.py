@@ -107,15 +107,21 @@ def native_2d(x: Any, name: str) -> tuple[np.ndarray, bool]:
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D [rows, dim] array, got {describe(x)}")
     if is_tensor(x):
-        import torch
-
-        t = x.detach()
-        if not t.is_contiguous():
-            t = t.contiguous()
-        if t.dtype == torch.bfloat16:
-            return t.view(torch.int16).numpy().view(np.uint16), True
-        return t.numpy(), False
+        return tensor_view(x)
     return np.ascontiguousarray(x), False
+
+
+def tensor_view(t: Any) -> tuple[np.ndarray, bool]:
+    """A CPU tensor as a C-contiguous numpy view (one copy only if it is not contiguous), and
+    whether it is bfloat16, which numpy lacks and which is passed as its ``uint16`` bits."""
+    import torch
+
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16), True
+    return t.numpy(), False
 
 
 def to_numpy_1d(x: Any, name: str) -> np.ndarray:

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from mlvec._arrays import tensor_view
+
 _FLOAT_DTYPES = (np.float32, np.float16)
 
 
@@ -45,15 +47,11 @@ def as_matrix(x: Any, arg: str, *, bf16: bool = False) -> tuple[np.ndarray, bool
 
         if x.device.type != "cpu":
             raise ValueError(f"{arg}: expected a CPU tensor, got one on {x.device}")
-        t = x.detach()
-        if t.dtype == torch.bfloat16:
-            x, bf16 = t.contiguous().view(torch.int16).numpy().view(np.uint16), True
-        elif t.dtype in (torch.float32, torch.float16):
-            x = t.contiguous().numpy()
-        elif t.dtype == torch.float64:
-            x = t.to(torch.float32).contiguous().numpy()
-        else:
-            raise TypeError(f"{arg}: expected a float32, float16 or bfloat16 tensor, got {t.dtype}")
+        if x.dtype == torch.float64:
+            x = x.to(torch.float32)
+        if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise TypeError(f"{arg}: expected a float32, float16 or bfloat16 tensor, got {x.dtype}")
+        x, bf16 = tensor_view(x)
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{arg}: expected a numpy array or a torch tensor, got {type(x).__name__}")
     if bf16:

@@ -16,23 +16,13 @@ import torch
 from torch import Tensor
 
 from mlvec import _native
-from mlvec._arrays import check_offsets
+from mlvec._arrays import check_offsets, tensor_view
 
 __all__ = ["maxsim_fwd", "maxsim_bwd"]
 
 
-def _native_view(t: Tensor) -> tuple[np.ndarray, bool]:
-    """Contiguous CPU tensor -> numpy view for the native layer (bf16 as uint16 bits)."""
-    t = t.detach()
-    if not t.is_contiguous():
-        t = t.contiguous()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(np.uint16), True
-    return t.numpy(), False
-
-
 def _sets(x: Tensor, offsets: Tensor, mask: Tensor | None, name: str, offsets_name: str):
-    data, bf16 = _native_view(x)
+    data, bf16 = tensor_view(x)
     offs = np.ascontiguousarray(offsets.detach().numpy(), dtype=np.int64)
     check_offsets(offs, data.shape[0], offsets_name)
     m = None if mask is None else np.ascontiguousarray(mask.detach().numpy())
