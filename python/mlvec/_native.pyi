@@ -340,3 +340,12 @@ def contrastive_sigmoid_loss(tile: NDArray[np.float32], bias: float) -> float:
 
 def contrastive_sigmoid_grad(tile: NDArray[np.float32], bias: float, factor: float) -> float:
     """In place: ``tile = factor * sigmoid(tile + bias)``; returns the sum of the new tile."""
+
+def contrastive_sigmoid_loss_grad(
+    tile: NDArray[np.float32], bias: float, factor: float
+) -> tuple[float, float]:
+    """SigLIP forward and backward of one tile in a single pass.
+
+    In place: ``tile = factor * sigmoid(tile + bias)``; returns
+    ``(sum(softplus(tile + bias)), sum of the new tile)``, both accumulated in float64.
+    """

@@ -154,9 +154,16 @@ def run(
     has_pos = int((row_pos >= 0).any(1).sum()) if row_pos is not None else n_a
 
     device = a.device if isinstance(a, torch.Tensor) else torch.device("cpu")
+    # Whether a backward pass will follow: the sigmoid loss then computes its gradients in the
+    # forward sweep (no statistics are needed first), saving the backward's recompute.
+    wants_grad = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (*rows, *cols, scale, bias)
+    )
     comm: Comm = resolve_group(group, device)
     table = agree(
-        comm, errors[0] if errors else None, [n_a, n_b, dim, dcode, tkind, pmax, has_pos, *extra_fields]
+        comm,
+        errors[0] if errors else None,
+        [n_a, n_b, dim, dcode, tkind, pmax, has_pos, int(wants_grad), *extra_fields],
     )
     sizes_a, sizes_b = table[:, 0].tolist(), table[:, 1].tolist()
     nb_glob = sum(sizes_b)
@@ -165,7 +172,7 @@ def run(
         if len(set(table[:, col].tolist())) != 1:
             raise ValueError(f"ranks disagree on the {what}: {table[:, col].tolist()}")
     for k in range(len(extra_fields)):
-        if len(set(table[:, 7 + k].tolist())) != 1:
+        if len(set(table[:, 8 + k].tolist())) != 1:
             raise ValueError(f"ranks disagree on the token-set lengths: {table[:, 7 + k].tolist()}")
     if tkind == _TGT_DIAG and sizes_a != sizes_b:
         raise ValueError(
@@ -196,5 +203,7 @@ def run(
         row_pos=row_pos,
         tile=tile_size or scorer.default_tile,
         n_rows_tensors=len(rows),
+        # Every rank must take the same path (their collectives differ).
+        fuse_grad=kind == "sigmoid" and bool(table[:, 7].min()),
     )
     return TiledLoss.apply(pb, scale, bias, *rows, *cols)

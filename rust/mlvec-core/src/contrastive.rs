@@ -17,6 +17,8 @@ use rayon::prelude::*;
 const LANES: usize = 16;
 /// Target size of one row chunk (floats): 256 KiB stays in L2 across the chunk's two passes.
 const CHUNK_FLOATS: usize = 1 << 16;
+/// Rows per parallel part of the column statistics (a multiple of the chunk's rows).
+const PART_ROWS: usize = 256;
 
 fn check_tile(tile_len: usize, n: usize, m: usize) -> Result<()> {
     if n == 0 || m == 0 {
@@ -77,41 +79,52 @@ fn exp(x: f32) -> f32 {
     }
 }
 
-/// `ln(u)` for `u` in `[1, 2]` (all that `log1p` below needs), to about 1 ulp.
+/// `ln(u)` for `u` in `[1, 2]` (all that `log1p` below needs), to about 1 ulp, without a
+/// division (a division costs as much as the whole polynomial in these loops).
 #[inline(always)]
 fn ln_1_2(u: f32) -> f32 {
-    // ln u = e ln 2 + 2 atanh(s), s = (v - 1) / (v + 1), v = u or u / 2 in [0.707, 1.415].
+    // ln u = e ln 2 + ln v, v = u or u / 2 in [0.707, 1.415]; ln(1 + x) = x - x^2/2 + x^3 P(x)
+    // with the minimax P of the Cephes single-precision logarithm.
     let big = u > std::f32::consts::SQRT_2;
     let v = if big { u * 0.5 } else { u };
-    let e = if big { std::f32::consts::LN_2 } else { 0.0 };
-    let s = (v - 1.0) / (v + 1.0);
-    let s2 = s * s;
-    let mut p = 1.0_f32 / 11.0;
-    p = p * s2 + 1.0 / 9.0;
-    p = p * s2 + 1.0 / 7.0;
-    p = p * s2 + 1.0 / 5.0;
-    p = p * s2 + 1.0 / 3.0;
-    p = p * s2 + 1.0;
-    e + 2.0 * s * p
+    let e = if big { 1.0_f32 } else { 0.0 };
+    let x = v - 1.0;
+    let z = x * x;
+    let mut p = 7.037_683_6e-2_f32;
+    p = p * x - 1.151_461e-1;
+    p = p * x + 1.167_699_9e-1;
+    p = p * x - 1.242_014_1e-1;
+    p = p * x + 1.424_932_3e-1;
+    p = p * x - 1.666_805_8e-1;
+    p = p * x + 2.000_071_4e-1;
+    p = p * x - 2.499_999_4e-1;
+    p = p * x + 3.333_333e-1;
+    let y = x * z * p - 2.121_944_4e-4 * e - 0.5 * z;
+    x + y + 0.693_359_4 * e
 }
 
-/// `ln(1 + t)` for `t` in `[0, 1]`, accurate for tiny `t` too.
+/// `ln(1 + t)` for `t` in `[0, 1]`, given `r = 1 / (1 + t)`; accurate for tiny `t` too.
 #[inline(always)]
-fn log1p_01(t: f32) -> f32 {
+fn log1p_01(t: f32, r: f32) -> f32 {
     let u = 1.0 + t;
-    let d = u - 1.0;
-    // ln(u) * t / (u - 1) cancels the rounding of 1 + t.
-    if d == 0.0 {
-        t
-    } else {
-        ln_1_2(u) * (t / d)
-    }
+    // ln(u) is exact for the rounded u; (t - (u - 1)) / u corrects for the rounding of 1 + t.
+    ln_1_2(u) + (t - (u - 1.0)) * r
 }
 
 /// `ln(1 + e^x)`, exact in both tails (no switch to the identity).
 #[inline(always)]
 fn softplus(x: f32) -> f32 {
-    x.max(0.0) + log1p_01(exp(-x.abs()))
+    let e = exp(-x.abs());
+    x.max(0.0) + log1p_01(e, 1.0 / (1.0 + e))
+}
+
+/// `(softplus(x), sigmoid(x))` sharing one `exp` and one division.
+#[inline(always)]
+fn softplus_sigmoid(x: f32) -> (f32, f32) {
+    let e = exp(-x.abs());
+    let r = 1.0 / (1.0 + e);
+    let sp = x.max(0.0) + log1p_01(e, r);
+    (sp, if x >= 0.0 { r } else { e * r })
 }
 
 /// `1 / (1 + e^-x)` without overflow on either side.
@@ -146,22 +159,50 @@ fn lanes_max(row: &[f32]) -> f32 {
 // Chunk bodies, generic over nothing: compiled once per instruction set by `dispatch!`
 // -------------------------------------------------------------------------------------------
 
-/// Adds `bias` in place, writes each row's log-sum-exp, and (when `cols`) returns the chunk's
-/// per-column `(max, sum exp(x - max))`.
+/// Running per-column `(max, sum exp(x - max))` of the rows seen so far.
+struct ColStats {
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    /// Scratch: the maxima before the current chunk.
+    prev: Vec<f32>,
+}
+
+impl ColStats {
+    fn new(m: usize) -> Self {
+        Self {
+            max: vec![f32::NEG_INFINITY; m],
+            sum: vec![0.0; m],
+            prev: vec![f32::NEG_INFINITY; m],
+        }
+    }
+}
+
+/// `e^(old - new)`, the factor that moves a sum of exponentials from max `old` to max `new`;
+/// 1 when they are equal (also when both are `-inf`, where the subtraction would give NaN).
+#[inline(always)]
+fn rescale(old: f32, new: f32) -> f32 {
+    if old == new {
+        1.0
+    } else {
+        exp(old - new)
+    }
+}
+
+/// Adds `bias` to a chunk of rows in place, writes each row's log-sum-exp, and (when `cols`)
+/// folds the chunk into the running column statistics.
 #[inline(always)]
 fn softmax_stats_chunk(
     chunk: &mut [f32],
     m: usize,
     bias: f32,
     row_lse: &mut [f32],
-    cols: bool,
-) -> Option<(Vec<f32>, Vec<f32>)> {
-    let mut cmax = if cols {
-        vec![f32::NEG_INFINITY; m]
-    } else {
-        Vec::new()
-    };
+    cols: Option<&mut ColStats>,
+) {
     let mut rmax = vec![0.0_f32; row_lse.len()];
+    let mut cols = cols;
+    if let Some(c) = cols.as_deref_mut() {
+        c.prev.copy_from_slice(&c.max);
+    }
     // Pass 1: bias, row max, column max.
     for (row, rm) in chunk.chunks_exact_mut(m).zip(rmax.iter_mut()) {
         if bias != 0.0 {
@@ -170,32 +211,64 @@ fn softmax_stats_chunk(
             }
         }
         *rm = lanes_max(row);
-        if cols {
-            for (c, &v) in cmax.iter_mut().zip(row.iter()) {
-                *c = if v > *c { v } else { *c };
+        if let Some(c) = cols.as_deref_mut() {
+            for (cm, &v) in c.max.iter_mut().zip(row.iter()) {
+                *cm = if v > *cm { v } else { *cm };
             }
         }
     }
-    // Pass 2 (the chunk is still in cache): the sums of exponentials.
-    let mut csum = if cols { vec![0.0_f32; m] } else { Vec::new() };
+    if let Some(c) = cols.as_deref_mut() {
+        for ((s, &p), &mx) in c.sum.iter_mut().zip(c.prev.iter()).zip(c.max.iter()) {
+            *s *= rescale(p, mx);
+        }
+    }
+    // Pass 2 (the chunk is still in cache): the sums of exponentials, rows and columns in one
+    // sweep over explicit lanes so that both vectorise.
     for ((row, &rm), out) in chunk.chunks_exact(m).zip(rmax.iter()).zip(row_lse.iter_mut()) {
         let mut acc = [0.0_f32; LANES];
-        let mut it = row.chunks_exact(LANES);
-        for c in &mut it {
-            for k in 0..LANES {
-                acc[k] += exp(c[k] - rm);
+        let mut tail = 0.0_f32;
+        match cols.as_deref_mut() {
+            Some(c) => {
+                let mut xs = row.chunks_exact(LANES);
+                let mut ms = c.max.chunks_exact(LANES);
+                let mut ss = c.sum.chunks_exact_mut(LANES);
+                for ((x, cm), cs) in (&mut xs).zip(&mut ms).zip(&mut ss) {
+                    for k in 0..LANES {
+                        acc[k] += exp(x[k] - rm);
+                        cs[k] += exp(x[k] - cm[k]);
+                    }
+                }
+                for ((&x, &cm), cs) in xs.remainder().iter().zip(ms.remainder()).zip(ss.into_remainder()) {
+                    tail += exp(x - rm);
+                    *cs += exp(x - cm);
+                }
+            }
+            None => {
+                let mut xs = row.chunks_exact(LANES);
+                for x in &mut xs {
+                    for k in 0..LANES {
+                        acc[k] += exp(x[k] - rm);
+                    }
+                }
+                tail = xs.remainder().iter().map(|&x| exp(x - rm)).sum();
             }
         }
-        let mut s: f32 = it.remainder().iter().map(|&v| exp(v - rm)).sum();
-        s += acc.iter().sum::<f32>();
-        *out = rm + s.ln();
-        if cols {
-            for ((cs, &cm), &v) in csum.iter_mut().zip(cmax.iter()).zip(row.iter()) {
-                *cs += exp(v - cm);
-            }
-        }
+        *out = rm + (tail + acc.iter().sum::<f32>()).ln();
     }
-    cols.then_some((cmax, csum))
+}
+
+/// Folds one part's column statistics into the running total (`a`), in place.
+#[inline(always)]
+fn merge_col_stats(a_max: &mut [f32], a_sum: &mut [f32], b_max: &[f32], b_sum: &[f32]) {
+    for ((am, asum), (&bm, &bs)) in a_max
+        .iter_mut()
+        .zip(a_sum.iter_mut())
+        .zip(b_max.iter().zip(b_sum))
+    {
+        let mx = if bm > *am { bm } else { *am };
+        *asum = *asum * rescale(*am, mx) + bs * rescale(bm, mx);
+        *am = mx;
+    }
 }
 
 #[inline(always)]
@@ -257,6 +330,36 @@ fn sigmoid_grad_chunk(chunk: &mut [f32], m: usize, bias: f32, factor: f32) -> f6
     total
 }
 
+/// SigLIP forward and backward of a chunk in one sweep: writes `factor * sigmoid(x + bias)` in
+/// place and returns `(sum softplus(x + bias), sum of what it wrote)`.
+#[inline(always)]
+fn sigmoid_loss_grad_chunk(chunk: &mut [f32], m: usize, bias: f32, factor: f32) -> (f64, f64) {
+    let (mut loss, mut gsum) = (0.0_f64, 0.0_f64);
+    for row in chunk.chunks_exact_mut(m) {
+        let (mut la, mut ga) = ([0.0_f32; LANES], [0.0_f32; LANES]);
+        let mut it = row.chunks_exact_mut(LANES);
+        for c in &mut it {
+            for k in 0..LANES {
+                let (sp, sg) = softplus_sigmoid(c[k] + bias);
+                let g = sg * factor;
+                c[k] = g;
+                la[k] += sp;
+                ga[k] += g;
+            }
+        }
+        let (mut lr, mut gr) = (0.0_f32, 0.0_f32);
+        for v in it.into_remainder() {
+            let (sp, sg) = softplus_sigmoid(*v + bias);
+            *v = sg * factor;
+            lr += sp;
+            gr += *v;
+        }
+        loss += f64::from(lr) + la.iter().map(|&a| f64::from(a)).sum::<f64>();
+        gsum += f64::from(gr) + ga.iter().map(|&a| f64::from(a)).sum::<f64>();
+    }
+    (loss, gsum)
+}
+
 /// Defines `$name` that runs `$body` (an `#[inline(always)]` chunk function) compiled for
 /// AVX-512, AVX2+FMA or the baseline, whichever this CPU has (detected once).
 macro_rules! dispatch {
@@ -307,9 +410,12 @@ fn isa() -> Isa {
     })
 }
 
-type ColStats = Option<(Vec<f32>, Vec<f32>)>;
 dispatch!(softmax_stats_simd, softmax_stats_chunk,
-    (chunk: &mut [f32], m: usize, bias: f32, row_lse: &mut [f32], cols: bool) -> ColStats);
+    (chunk: &mut [f32], m: usize, bias: f32, row_lse: &mut [f32], cols: Option<&mut ColStats>) -> ());
+dispatch!(merge_col_stats_simd, merge_col_stats,
+    (a_max: &mut [f32], a_sum: &mut [f32], b_max: &[f32], b_sum: &[f32]) -> ());
+dispatch!(sigmoid_loss_grad_simd, sigmoid_loss_grad_chunk,
+    (chunk: &mut [f32], m: usize, bias: f32, factor: f32) -> (f64, f64));
 dispatch!(softmax_grad_simd, softmax_grad_chunk,
     (chunk: &mut [f32], m: usize, bias: f32, shift_r: &[f32], shift_c: Option<&[f32]>) -> ());
 dispatch!(sigmoid_loss_simd, sigmoid_loss_chunk, (chunk: &[f32], m: usize, bias: f32) -> f64);
@@ -340,27 +446,27 @@ pub fn softmax_stats(
     }
     let cols = col_lse.is_some();
     let rows = chunk_rows(m);
-    let parts: Vec<ColStats> = crate::threads::install(|| {
-        tile.par_chunks_mut(rows * m)
-            .zip(row_lse.par_chunks_mut(rows))
-            .map(|(chunk, lse)| softmax_stats_simd(chunk, m, bias, lse, cols))
+    // A fixed number of rows per parallel part (not one part per thread): the column sums are
+    // then added in the same order whatever the thread count, so results are reproducible.
+    let part = rows * (PART_ROWS / rows).max(1);
+    let parts: Vec<Option<ColStats>> = crate::threads::install(|| {
+        tile.par_chunks_mut(part * m)
+            .zip(row_lse.par_chunks_mut(part))
+            .map(|(block, lse)| {
+                let mut stats = cols.then(|| ColStats::new(m));
+                for (chunk, l) in block.chunks_mut(rows * m).zip(lse.chunks_mut(rows)) {
+                    softmax_stats_simd(chunk, m, bias, l, stats.as_mut());
+                }
+                stats
+            })
             .collect()
     });
     if let Some(out) = col_lse {
-        // Merge the chunks' (max, sum) pairs: sum_k s_k e^{max_k - M}.
-        let mut gmax = vec![f32::NEG_INFINITY; m];
-        for (cm, _) in parts.iter().flatten() {
-            for (g, &c) in gmax.iter_mut().zip(cm.iter()) {
-                *g = g.max(c);
-            }
+        let mut total = ColStats::new(m);
+        for p in parts.iter().flatten() {
+            merge_col_stats_simd(&mut total.max, &mut total.sum, &p.max, &p.sum);
         }
-        let mut gsum = vec![0.0_f32; m];
-        for (cm, cs) in parts.iter().flatten() {
-            for ((g, (&c, &s)), &mx) in gsum.iter_mut().zip(cm.iter().zip(cs.iter())).zip(gmax.iter()) {
-                *g += s * (c - mx).exp();
-            }
-        }
-        for ((o, &mx), &s) in out.iter_mut().zip(gmax.iter()).zip(gsum.iter()) {
+        for ((o, &mx), &s) in out.iter_mut().zip(total.max.iter()).zip(total.sum.iter()) {
             *o = mx + s.ln();
         }
     }
@@ -399,6 +505,8 @@ pub fn sigmoid_loss(tile: &[f32], n: usize, m: usize, bias: f32) -> Result<f64> 
     Ok(crate::threads::install(|| {
         tile.par_chunks(rows * m)
             .map(|chunk| sigmoid_loss_simd(chunk, m, bias))
+            .collect::<Vec<f64>>()
+            .iter()
             .sum()
     }))
 }
@@ -410,8 +518,25 @@ pub fn sigmoid_grad(tile: &mut [f32], n: usize, m: usize, bias: f32, factor: f32
     Ok(crate::threads::install(|| {
         tile.par_chunks_mut(rows * m)
             .map(|chunk| sigmoid_grad_simd(chunk, m, bias, factor))
+            .collect::<Vec<f64>>()
+            .iter()
             .sum()
     }))
+}
+
+/// SigLIP forward and backward of one tile in a single pass: writes
+/// `W_ij = factor * sigmoid(L_ij + bias)` in place and returns
+/// `(sum_ij softplus(L_ij + bias), sum_ij W_ij)`.
+pub fn sigmoid_loss_grad(tile: &mut [f32], n: usize, m: usize, bias: f32, factor: f32) -> Result<(f64, f64)> {
+    check_tile(tile.len(), n, m)?;
+    let rows = chunk_rows(m);
+    let parts: Vec<(f64, f64)> = crate::threads::install(|| {
+        tile.par_chunks_mut(rows * m)
+            .map(|chunk| sigmoid_loss_grad_simd(chunk, m, bias, factor))
+            .collect()
+    });
+    // Summed in chunk order: the same result whatever the thread count.
+    Ok(parts.iter().fold((0.0, 0.0), |(l, g), &(a, b)| (l + a, g + b)))
 }
 
 #[cfg(test)]
@@ -453,12 +578,23 @@ mod tests {
             close(f64::from(softplus(x)), sp, 3e-7, 1e-30);
             let sg = 1.0 / (1.0 + (-f64::from(x)).exp());
             close(f64::from(sigmoid(x)), sg, 3e-7, 1e-37);
+            let (sp2, sg2) = softplus_sigmoid(x);
+            assert_eq!((sp2, sg2), (softplus(x), sigmoid(x)));
             x += 0.0137;
         }
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp(-1000.0), 0.0);
         assert!(exp(1000.0).is_finite());
-        close(f64::from(log1p_01(1e-10)), 1e-10, 1e-7, 0.0);
+        close(f64::from(log1p_01(1e-10, 1.0 / (1.0 + 1e-10))), 1e-10, 1e-7, 0.0);
+        for i in 0..=1000 {
+            let t = i as f32 / 1000.0;
+            close(
+                f64::from(log1p_01(t, 1.0 / (1.0 + t))),
+                f64::from(t).ln_1p(),
+                3e-7,
+                1e-30,
+            );
+        }
     }
 
     #[test]
@@ -543,6 +679,42 @@ mod tests {
     }
 
     #[test]
+    fn sigmoid_fused_matches_separate_passes() {
+        let (n, m, bias) = (301, 517, 1.5_f32);
+        let orig = tile(n, m, 40.0, 5);
+        let mut fused = orig.clone();
+        let (loss, gsum) = sigmoid_loss_grad(&mut fused, n, m, bias, 0.25).unwrap();
+        let mut want_loss = 0.0;
+        let mut want_sum = 0.0;
+        for (g, &v) in fused.iter().zip(orig.iter()) {
+            let x = f64::from(v + bias);
+            want_loss += x.max(0.0) + (-x.abs()).exp().ln_1p();
+            let w = 0.25 / (1.0 + (-x).exp());
+            close(f64::from(*g), w, 1e-6, 1e-30);
+            want_sum += w;
+        }
+        close(loss, want_loss, 1e-6, 0.0);
+        close(gsum, want_sum, 1e-6, 0.0);
+    }
+
+    #[test]
+    fn softmax_stats_do_not_depend_on_thread_count() {
+        let (n, m) = (1100, 300);
+        let orig = tile(n, m, 50.0, 9);
+        let before = crate::threads::num_threads();
+        let run = |threads: usize| {
+            crate::threads::set_num_threads(threads).unwrap();
+            let mut t = orig.clone();
+            let (mut rl, mut cl) = (vec![0.0; n], vec![0.0; m]);
+            softmax_stats(&mut t, n, m, 0.0, &mut rl, Some(&mut cl)).unwrap();
+            (rl, cl)
+        };
+        let (one, three) = (run(1), run(3));
+        crate::threads::set_num_threads(before).unwrap();
+        assert_eq!(one, three);
+    }
+
+    #[test]
     fn bad_shapes_are_errors() {
         let mut t = vec![0.0_f32; 6];
         let mut r = vec![0.0_f32; 2];
@@ -553,5 +725,62 @@ mod tests {
         assert!(softmax_grad(&mut t, 2, 3, 0.0, &r, Some(&c)).is_err());
         assert!(sigmoid_loss(&t, 0, 6, 0.0).is_err());
         assert!(sigmoid_grad(&mut t, 6, 2, 0.0, 1.0).is_err());
+        assert!(sigmoid_loss_grad(&mut t, 4, 2, 0.0, 1.0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn stats_probe() {
+        let (n, m) = (2048, 2048);
+        let orig: Vec<f32> = (0..n * m)
+            .map(|i| ((i * 7919 % 1000) as f32) * 0.01 - 5.0)
+            .collect();
+        let mut t = orig.clone();
+        let mut rl = vec![0.0; n];
+        let mut cl = vec![0.0; m];
+        for cols in [false, true, false, true] {
+            let t0 = std::time::Instant::now();
+            for _ in 0..10 {
+                t.copy_from_slice(&orig);
+                softmax_stats(
+                    &mut t,
+                    n,
+                    m,
+                    0.0,
+                    &mut rl,
+                    if cols { Some(&mut cl) } else { None },
+                )
+                .unwrap();
+            }
+            println!("cols={cols}: {:?} per tile (incl copy)", t0.elapsed() / 10);
+        }
+        let t0 = std::time::Instant::now();
+        for _ in 0..10 {
+            t.copy_from_slice(&orig);
+        }
+        println!("copy: {:?}", t0.elapsed() / 10);
+        let sr = vec![20.0_f32; n];
+        let sc = vec![20.0_f32; m];
+        let t0 = std::time::Instant::now();
+        for _ in 0..10 {
+            t.copy_from_slice(&orig);
+            softmax_grad(&mut t, n, m, 0.0, &sr, Some(&sc)).unwrap();
+        }
+        println!("grad both: {:?}", t0.elapsed() / 10);
+        let t0 = std::time::Instant::now();
+        for _ in 0..10 {
+            t.copy_from_slice(&orig);
+            sigmoid_loss_grad(&mut t, n, m, -10.0, 1e-4).unwrap();
+        }
+        println!("sigmoid loss+grad: {:?}", t0.elapsed() / 10);
+        let t0 = std::time::Instant::now();
+        for _ in 0..10 {
+            sigmoid_loss(&orig, n, m, -10.0).unwrap();
+        }
+        println!("sigmoid loss: {:?}", t0.elapsed() / 10);
     }
 }
