@@ -51,6 +51,10 @@ class Scorer:
     """
 
     shared: bool = True
+    # When True the scorer's sims are ``A @ B^T`` scaled by ``scale``, and it provides
+    # ``accumulate(rows, cols, g_rows, g_cols, d_rows, d_cols)`` adding the *unscaled* gradients
+    # in place; the engine then derives d(scale) from the totals (see ``_backward``).
+    accumulates: bool = False
     compute_dtype: torch.dtype = torch.float32
     grad_dtype: torch.dtype = torch.float32
     default_tile: int = 1024
@@ -431,10 +435,13 @@ def _backward(
                     )
                 else:
                     gr, gc, dbias, loss = _tile_grads(pb, lr, lc, i0, i1, c0 + j0, c0 + j1, pr, pc, with_loss)
-                da, db, dscale = sc.backward(rt, ct, gr, gc, cache, scale)
-                acc["scale"] += dscale
                 acc["bias"] += dbias
                 acc["loss"] += loss
+                if sc.accumulates:
+                    sc.accumulate(rt, ct, gr, gc, d_rows[i0:i1], d_block[j0:j1])
+                    continue
+                da, db, dscale = sc.backward(rt, ct, gr, gc, cache, scale)
+                acc["scale"] += dscale
                 d_rows[i0:i1] += da
                 d_block[j0:j1] += db
 
@@ -466,6 +473,12 @@ def _backward(
                 cur = tuple(ring.wait())
             (g_cur,) = gring.wait()
         d_cols = g_cur
+    if sc.accumulates:
+        # Unscaled so far. d(scale) = sum_ij G_ij <a_i, b_j> = sum_i <a_i, (G B)_i>: one O(B * d)
+        # pass over this rank's rows, whose gradient rows hold every column's contribution.
+        acc["scale"] = float((rows[0] * d_rows).sum(dtype=torch.float64))
+        d_rows.mul_(scale)
+        d_cols.mul_(scale)
     red = torch.tensor([acc["scale"], acc["bias"], acc["loss"]], dtype=torch.float64)
     all_reduce_(comm, red)
     return d_rows, d_cols, float(red[0]), float(red[1]), float(red[2])

@@ -39,6 +39,16 @@ class DenseScorer(Scorer):
             lg.add_(bias)
         return lg, None, None
 
+    # The gradients are linear in the logit gradient: the engine accumulates ``G @ B`` and
+    # ``G^T @ A`` straight into its gradient buffers and applies the scale once at the end.
+    accumulates = True
+
+    def accumulate(self, rows, cols, g_rows, g_cols, d_rows: torch.Tensor, d_cols: torch.Tensor) -> None:
+        """``d_rows += G @ cols[0]``, ``d_cols += G^T @ rows[0]`` with ``G = g_rows (+ g_cols)``."""
+        g = g_rows if g_cols is None else g_rows.add_(g_cols)
+        torch.addmm(d_rows, g, cols[0], out=d_rows)
+        torch.addmm(d_cols, g.T, rows[0], out=d_cols)
+
     def backward(self, rows, cols, g_rows, g_cols, cache, scale):
         g = g_rows if g_cols is None else g_rows.add_(g_cols)
         gb = g @ cols[0]
