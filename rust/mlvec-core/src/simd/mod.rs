@@ -86,9 +86,11 @@ pub fn available() -> Vec<Isa> {
         use std::arch::is_x86_feature_detected as has;
         if has!("avx512f") && has!("fma") && has!("f16c") {
             // Widening bf16 to fp32 and using two-port fp32 FMAs measured faster than
-            // `vdpbf16ps` on the Sapphire Rapids machines we build on (cache-resident
-            // 32x128 query vs 300x128 documents, one thread: 86 vs 71 GFLOP/s before the
-            // widening was vectorised), so the paired-dot-product variant is not the default.
+            // `vdpbf16ps` on the Sapphire Rapids machines we build on, cache-resident (32x128
+            // query vs 300x128 documents, one thread: 133 vs 78 GFLOP/s) and streaming 1,000
+            // documents from memory with both kernels prefetching the next tile (2 threads,
+            // `variant_streaming`: 36k vs 21k docs/s), so the paired-dot-product variant is
+            // not the default.
             out.push(Isa::Avx512 { bf16: false });
             if has!("avx512bf16") {
                 out.push(Isa::Avx512 { bf16: true });
