@@ -4,9 +4,10 @@ Peers: (a) padded ``torch.einsum`` + masked max (the PyLate way), (b) mixedbread
 (PyPI, where it installs). Cases (issue 2): one 32x128 query against 1,000 documents of 300 tokens
 (fp32); the same with lengths drawn from 64..512; an all-pairs 256x256 batch of 32- and 300-token
 sets (training shape); and bfloat16. Each method runs round-robin with the others, ``--repeats``
-times; the table shows medians and the ratio of mlvec to each peer. The fixed-length case also
-reports the GB/s of document bytes mlvec streams next to the machine's read bandwidth measured in
-the same run (numpy summing a large array, on one thread and on all cores).
+times, each timed call after reading an array larger than the last-level cache (so every method
+reads its inputs from memory); the table shows medians and the ratio of mlvec to each peer. The
+fixed-length case also reports the GB/s of document bytes mlvec streams next to the machine's read
+bandwidth measured in the same run (numpy summing a large array, on one thread and on all cores).
 
 Usage::
 
@@ -20,6 +21,7 @@ so the numbers are the kernel's, without Python-side conversion.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import statistics
 import time
@@ -46,17 +48,50 @@ def offsets_of(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
-def time_round_robin(methods: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def last_level_cache_bytes() -> int:
+    """Size of the CPU's largest cache (Linux sysfs), or 64 MiB where it cannot be read."""
+    sizes = []
+    for f in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        text = open(f).read().strip()
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        try:
+            sizes.append(int(text.rstrip("KMG")) * mult)
+        except ValueError:
+            pass
+    return max(sizes, default=64 << 20)
+
+
+class Evict:
+    """Reads an array 1.5x the last-level cache, pushing the inputs of the previous call out.
+
+    Some machines' last-level cache (260 MiB on the one in the README) holds most of the 154 MB
+    document set, so without this each method would read part of its input from the cache,
+    more or less depending on what the method before it read.
+    """
+
+    def __init__(self) -> None:
+        self.buf = np.ones(int(1.5 * last_level_cache_bytes()) // 4, np.float32)
+
+    def __call__(self) -> None:
+        self.buf.sum()
+
+
+def time_round_robin(
+    methods: dict[str, Callable[[], object]], repeats: int, before: Callable[[], None] | None = None
+) -> dict[str, float]:
     """Median seconds per call of each method; one warm-up call each, then interleaved runs.
 
     A short pause before each timed call lets the previous method's worker threads (OpenMP,
-    rayon) stop spinning, so no method pays for the one before it.
+    rayon) stop spinning, so no method pays for the one before it; `before` (untimed) runs
+    ahead of each timed call, e.g. an `Evict`.
     """
     for f in methods.values():
         f()
     times: dict[str, list[float]] = {k: [] for k in methods}
     for _ in range(repeats):
         for k, f in methods.items():
+            if before is not None:
+                before()
             time.sleep(0.05)
             t = time.perf_counter()
             f()
@@ -106,7 +141,7 @@ def check(name: str, got: np.ndarray, want: np.ndarray, rtol: float) -> None:
         raise SystemExit(f"{name}: scores disagree (max abs diff {np.abs(got - want).max():.3g})")
 
 
-def case_fixed(rng, n_docs, ld, lq, dim, repeats):
+def case_fixed(rng, n_docs, ld, lq, dim, repeats, evict=None):
     q = rng.standard_normal((lq, dim), dtype=np.float32)
     docs = rng.standard_normal((n_docs, ld, dim), dtype=np.float32)
     flat = docs.reshape(-1, dim)
@@ -124,11 +159,11 @@ def case_fixed(rng, n_docs, ld, lq, dim, repeats):
     check("fixed/mlvec", mlvec(), ref, 1e-4)
     if maxsim_cpu is not None:
         check("fixed/maxsim-cpu", maxsim_cpu.maxsim_scores(q, docs), ref, 1e-4)
-    t = time_round_robin(methods, repeats)
+    t = time_round_robin(methods, repeats, evict)
     return t, n_docs, flat.nbytes
 
 
-def case_variable(rng, n_docs, lo, hi, lq, dim, repeats):
+def case_variable(rng, n_docs, lo, hi, lq, dim, repeats, evict=None):
     q = rng.standard_normal((lq, dim), dtype=np.float32)
     lens = rng.integers(lo, hi + 1, size=n_docs)
     flat = rng.standard_normal((int(lens.sum()), dim), dtype=np.float32)
@@ -152,10 +187,10 @@ def case_variable(rng, n_docs, lo, hi, lq, dim, repeats):
     check("variable/mlvec", mlvec(), ref, 1e-4)
     if maxsim_cpu is not None:
         check("variable/maxsim-cpu", maxsim_cpu.maxsim_scores_variable(q, doc_list), ref, 1e-4)
-    return time_round_robin(methods, repeats), n_docs, flat.nbytes
+    return time_round_robin(methods, repeats, evict), n_docs, flat.nbytes
 
 
-def case_all_pairs(rng, nq, nd, lq, ld, dim, repeats):
+def case_all_pairs(rng, nq, nd, lq, ld, dim, repeats, evict=None):
     qs = rng.standard_normal((nq, lq, dim), dtype=np.float32)
     docs = rng.standard_normal((nd, ld, dim), dtype=np.float32)
     qflat, dflat = qs.reshape(-1, dim), docs.reshape(-1, dim)
@@ -170,10 +205,10 @@ def case_all_pairs(rng, nq, nd, lq, ld, dim, repeats):
         methods["maxsim-cpu"] = lambda: np.stack([maxsim_cpu.maxsim_scores(q, docs) for q in qs])
     ref = einsum_chunked(qt, dt, None, 8).numpy()
     check("all-pairs/mlvec", mlvec(), ref, 1e-4)
-    return time_round_robin(methods, repeats), nq * nd, dflat.nbytes
+    return time_round_robin(methods, repeats, evict), nq * nd, dflat.nbytes
 
 
-def case_bf16(rng, n_docs, ld, lq, dim, repeats):
+def case_bf16(rng, n_docs, ld, lq, dim, repeats, evict=None):
     q = rng.standard_normal((lq, dim), dtype=np.float32)
     flat = rng.standard_normal((n_docs * ld, dim), dtype=np.float32)
     qb, db = bf16_bits(q), bf16_bits(flat)
@@ -191,7 +226,7 @@ def case_bf16(rng, n_docs, ld, lq, dim, repeats):
     }
     ref = einsum_scores(qt.float(), dt.float(), None).numpy()
     check("bf16/mlvec", mlvec_bf16(), ref, 1e-4)
-    return time_round_robin(methods, repeats), n_docs, db.nbytes
+    return time_round_robin(methods, repeats, evict), n_docs, db.nbytes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,19 +250,24 @@ def main(argv: list[str] | None = None) -> None:
         for k, v in t.items():
             rows.append((case, k, items / v, None if k == base else t[k] / t[base]))
 
-    t, items, nbytes = case_fixed(rng, n_docs, 300, lq, dim, repeats)
+    # Every timed call starts with its inputs out of the caches (full sizes only: the quick
+    # sizes are cache-resident anyway).
+    evict = None if quick else Evict()
+    t, items, nbytes = case_fixed(rng, n_docs, 300, lq, dim, repeats, evict)
     report(f"fixed: 1 x {n_docs} docs x 300 tok, fp32", t, items, "mlvec")
     stream = nbytes / t["mlvec"] / 1e9
     bw1, bwn = read_bandwidth((64 if quick else 512) << 20, max(3, repeats))
 
-    t, items, _ = case_variable(rng, n_docs, 64, 512, lq, dim, repeats)
+    t, items, _ = case_variable(rng, n_docs, 64, 512, lq, dim, repeats, evict)
     report(f"variable: 1 x {n_docs} docs x 64-512 tok, fp32", t, items, "mlvec")
 
     nq = nd = 16 if quick else 256
-    t, items, _ = case_all_pairs(rng, nq, nd, lq, 300, dim, max(2, repeats // 3) if not quick else repeats)
+    t, items, _ = case_all_pairs(
+        rng, nq, nd, lq, 300, dim, max(2, repeats // 3) if not quick else repeats, evict
+    )
     report(f"all-pairs: {nq} x {nd} (32 x 300 tok), fp32 [pairs/s]", t, items, "mlvec")
 
-    t, items, _ = case_bf16(rng, n_docs, 300, lq, dim, repeats)
+    t, items, _ = case_bf16(rng, n_docs, 300, lq, dim, repeats, evict)
     report(f"bf16: 1 x {n_docs} docs x 300 tok", t, items, "mlvec bf16")
 
     print()

@@ -252,11 +252,6 @@ fn score_pair(
                 }
                 DocRows::Widen(bits, s, half) => {
                     sc.rows.resize(MR_MAX * dim, 0.0);
-                    // Ask for the next tile's rows now, so that their widening (a short loop with
-                    // no arithmetic to hide a miss behind) finds them in cache.
-                    for &j in &doc.valid[(tb + mr_isa).min(nv)..(tb + 2 * mr_isa).min(nv)] {
-                        simd::prefetch(&bits[(s + j as usize) * dim..][..dim]);
-                    }
                     let (j0, jl) = (jloc[0] as usize, jloc[mr - 1] as usize);
                     if jl - j0 == mr - 1 {
                         // Consecutive rows (the common case): one call widens them all.
@@ -270,6 +265,26 @@ fn score_pair(
                     }
                     (ptr32(&sc.rows, 0), [std::ptr::null(); MR_MAX])
                 }
+            };
+            // The next tile's rows, asked for while this tile computes: streaming documents
+            // from memory, the hardware prefetchers alone left the kernel waiting on misses at
+            // each tile's start. The next tile is taken in memory order (the packed rows are in
+            // set order), so at a document's end it is the next document's first rows. Each
+            // tile asks for the lines from its region's first line boundary on: with rows not
+            // aligned to lines, the line it starts in is the previous region's last.
+            let ahead = |base: *const u8, s: usize, bytes: usize| {
+                let p = base.wrapping_add((s + jloc[0] as usize + mr_isa) * dim * bytes);
+                simd::Ahead {
+                    ptr: p.wrapping_add((64 - p as usize % 64) % 64),
+                    lines: (mr_isa * dim * bytes).div_ceil(64),
+                }
+            };
+            let ahead = match rows {
+                DocRows::InPlace32(base, s) => ahead(base.as_ptr().cast(), *s, 4),
+                DocRows::InPlace16(base, s) | DocRows::Widen(base, s, _) => {
+                    ahead(base.as_ptr().cast(), *s, 2)
+                }
+                DocRows::Converted(_) => simd::Ahead::NONE,
             };
             for c in 0..chunks {
                 let lanes_c = w.min(nl - c * w);
@@ -285,6 +300,8 @@ fn score_pair(
                         None
                     },
                     tile: if want_d { Some(&mut *sc.tile) } else { None },
+                    // Asked for once per tile, by its first chunk.
+                    ahead: if c == 0 { ahead } else { simd::Ahead::NONE },
                 };
                 let (qptr, trows) = match rows {
                     DocRows::InPlace16(..) => (

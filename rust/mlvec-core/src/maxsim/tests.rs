@@ -590,3 +590,84 @@ fn check_finite_without_pairs_and_in_masked_rows() {
         assert!(e.starts_with("queries: token row 3"), "{e}");
     }
 }
+
+/// Throughput of each kernel variant streaming documents from memory: one 32-token query
+/// against 1,000 documents of 300 tokens (154 MB in fp32, far more than the caches), on the
+/// default pool, next to the read bandwidth of a plain parallel pass over the same bytes
+/// (`cargo test --release -p mlvec-core -- --ignored --nocapture variant_streaming`); prints,
+/// asserts nothing.
+#[test]
+#[ignore]
+fn variant_streaming() {
+    let (dim, lq, ld, nd) = (128, 32, 300, 1000);
+    let mut rng = Rng(5);
+    let q: Vec<f32> = (0..lq * dim).map(|_| rng.unit()).collect();
+    let d: Vec<f32> = (0..nd * ld * dim).map(|_| rng.unit()).collect();
+    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
+    let db: Vec<bf16> = d.iter().map(|&x| bf16::from_f32(x)).collect();
+    let qo = [0, lq as i64];
+    let d_o: Vec<i64> = (0..=nd).map(|i| (i * ld) as i64).collect();
+    let bits: Vec<u32> = d.iter().map(|x| x.to_bits()).collect();
+    let (qt, dt) = (
+        TokenSets::new("q", &q, dim, &qo, None).unwrap(),
+        TokenSets::new("d", &d, dim, &d_o, None).unwrap(),
+    );
+    let (qbt, dbt) = (
+        TokenSets::new("q", &qb, dim, &qo, None).unwrap(),
+        TokenSets::new("d", &db, dim, &d_o, None).unwrap(),
+    );
+    let isas = simd::available();
+    // Round-robin: the read pass, then each variant on fp32 and on bf16; medians.
+    let mut runs: Vec<Box<dyn Fn()>> = vec![Box::new(|| {
+        let x = crate::threads::install(|| {
+            bits.par_chunks(1 << 16)
+                .map(|c| c.iter().fold(0u32, |a, &x| a ^ x))
+                .reduce(|| 0, |a, b| a ^ b)
+        });
+        std::hint::black_box(x);
+    })];
+    for &isa in &isas {
+        let (qt, dt, qbt, dbt) = (&qt, &dt, &qbt, &dbt);
+        runs.push(Box::new(move || {
+            forward_with(isa, qt, dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        }));
+        runs.push(Box::new(move || {
+            forward_with(isa, qbt, dbt, Pairing::AllPairs, Outputs::default()).unwrap();
+        }));
+    }
+    let mut times = vec![Vec::new(); runs.len()];
+    for rep in 0..12 {
+        for (f, ts) in runs.iter().zip(&mut times) {
+            let t = std::time::Instant::now();
+            f();
+            if rep > 0 {
+                ts.push(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let med: Vec<f64> = times
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        })
+        .collect();
+    let gb = (d.len() * 4) as f64 / 1e9;
+    println!(
+        "{} threads, plain read pass {:.1} GB/s",
+        crate::threads::num_threads(),
+        gb / med[0]
+    );
+    for (i, isa) in isas.iter().enumerate() {
+        let (t32, t16) = (med[1 + 2 * i], med[2 + 2 * i]);
+        println!(
+            "{:12} f32 {:7.0} docs/s ({:4.1} GB/s)   bf16 {:7.0} docs/s ({:4.1} GB/s, {:.2}x f32)",
+            isa.name(),
+            nd as f64 / t32,
+            gb / t32,
+            nd as f64 / t16,
+            gb / 2.0 / t16,
+            t32 / t16
+        );
+    }
+}

@@ -79,7 +79,11 @@ macro_rules! finish {
 #[inline]
 fn tile_f32_nr<const NR: usize>(q: *const f32, dim: usize, rows: &[*const f32; MR_MAX], step: &mut Step) {
     let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+    let ahead = step.ahead;
     for k in 0..dim {
+        if k % 2 == 0 && k / 2 < ahead.lines {
+            super::prefetch_line(ahead.ptr.wrapping_add(k / 2 * 64));
+        }
         // SAFETY: the packed chunk holds dim * W floats; each row holds dim floats.
         unsafe {
             let qk = q.add(k * W);

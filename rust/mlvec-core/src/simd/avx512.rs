@@ -75,7 +75,11 @@ macro_rules! finish {
 #[inline]
 fn tile_f32_nr<const NR: usize>(q: *const f32, dim: usize, rows: &[*const f32; MR_MAX], step: &mut Step) {
     let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    let ahead = step.ahead;
     for k in 0..dim {
+        if k % 2 == 0 && k / 2 < ahead.lines {
+            super::prefetch_line(ahead.ptr.wrapping_add(k / 2 * 64));
+        }
         // SAFETY: the packed chunk holds dim * W floats; each row holds dim floats.
         unsafe {
             let qk = q.add(k * W);
@@ -108,7 +112,11 @@ pub unsafe fn tile_f32(q: *const f32, dim: usize, rows: &[*const f32; MR_MAX], n
 #[inline]
 fn tile_bf16_nr<const NR: usize>(q: *const u16, dim2: usize, rows: &[*const u16; MR_MAX], step: &mut Step) {
     let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    let ahead = step.ahead;
     for k in 0..dim2 {
+        if k % 2 == 0 && k / 2 < ahead.lines {
+            super::prefetch_line(ahead.ptr.wrapping_add(k / 2 * 64));
+        }
         // SAFETY: the packed chunk holds dim2 * W pairs of bf16; each row holds 2 * dim2 bf16.
         // __m512i and __m512bh are both 64 plain bytes, so transmuting between them is sound.
         unsafe {

@@ -86,9 +86,11 @@ pub fn available() -> Vec<Isa> {
         use std::arch::is_x86_feature_detected as has;
         if has!("avx512f") && has!("fma") && has!("f16c") {
             // Widening bf16 to fp32 and using two-port fp32 FMAs measured faster than
-            // `vdpbf16ps` on the Sapphire Rapids machines we build on (cache-resident
-            // 32x128 query vs 300x128 documents, one thread: 86 vs 71 GFLOP/s before the
-            // widening was vectorised), so the paired-dot-product variant is not the default.
+            // `vdpbf16ps` on the Sapphire Rapids machines we build on, cache-resident (32x128
+            // query vs 300x128 documents, one thread: 133 vs 78 GFLOP/s) and streaming 1,000
+            // documents from memory with both kernels prefetching the next tile (2 threads,
+            // `variant_streaming`: 36k vs 21k docs/s), so the paired-dot-product variant is
+            // not the default.
             out.push(Isa::Avx512 { bf16: false });
             if has!("avx512bf16") {
                 out.push(Isa::Avx512 { bf16: true });
@@ -117,6 +119,39 @@ pub struct Step<'a> {
     pub qarg: Option<&'a mut [i32]>,
     /// Receives the raw `[MR][W]` scores when the document→query direction is wanted.
     pub tile: Option<&'a mut [f32; TILE]>,
+    /// Memory the tile asks for while it computes (the rows of a later tile).
+    pub ahead: Ahead,
+}
+
+/// Cache lines a tile asks for while it computes: line `i` from `ptr` at k step `2 i`, so the
+/// requests are spread between the FMAs instead of queueing up in one burst (which measured no
+/// better than no prefetch at all when streaming documents from memory).
+#[derive(Clone, Copy)]
+pub struct Ahead {
+    /// First byte; any address (a prefetch never faults), so it may run past the data.
+    pub ptr: *const u8,
+    /// Lines to ask for; those past half the tile's k steps are not asked for.
+    pub lines: usize,
+}
+
+impl Ahead {
+    pub const NONE: Ahead = Ahead {
+        ptr: std::ptr::null(),
+        lines: 0,
+    };
+}
+
+/// Ask for the 64-byte line at `p` in L1 (a no-op off x86-64).
+#[inline(always)]
+pub fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Document rows of one tile, in the element type the kernel reads.
@@ -161,23 +196,6 @@ pub fn widen(isa: Isa, kind: Half, src: &[u16], dst: &mut [f32]) {
             }
         }
     }
-}
-
-/// Hint that `xs` will be read soon: one prefetch per 64-byte line (a no-op off x86-64).
-#[inline]
-pub fn prefetch<T>(xs: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = xs.as_ptr().cast::<i8>();
-        let bytes = std::mem::size_of_val(xs);
-        for off in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch never faults, and `off < bytes` keeps the address inside `xs`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = xs;
 }
 
 /// One tile: `step.mr` document rows against one packed query chunk of `nr * V` lanes.
