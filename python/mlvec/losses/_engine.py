@@ -476,7 +476,10 @@ def _backward(
     if sc.accumulates:
         # Unscaled so far. d(scale) = sum_ij G_ij <a_i, b_j> = sum_i <a_i, (G B)_i>: one O(B * d)
         # pass over this rank's rows, whose gradient rows hold every column's contribution.
-        acc["scale"] = float((rows[0] * d_rows).sum(dtype=torch.float64))
+        # Row blocks keep the temporaries at tile size (a float64 copy of all B x d would not be).
+        acc["scale"] = sum(
+            float((rows[0][i : i + T] * d_rows[i : i + T]).sum(dtype=torch.float64)) for i in range(0, n_a, T)
+        )
         d_rows.mul_(scale)
         d_cols.mul_(scale)
     red = torch.tensor([acc["scale"], acc["bias"], acc["loss"]], dtype=torch.float64)
