@@ -10,8 +10,10 @@
 //! List layout: codes are stored in blocks of [`BLOCK`] = 16 vectors, interleaved by 32-bit
 //! word (bytes `(w·16 + i)·4 ..+4` of a block hold word `w` of vector `i`), so one 512-bit load
 //! brings the same word of 16 codes and the popcounts of 16 codes come out in 16 lanes with no
-//! horizontal sums; the per-vector floats are blocked the same way (`AUX` runs of 16 floats per
-//! block), so the estimator is evaluated for 16 codes at once. The last block is zero-padded.
+//! horizontal sums. Each block ends with the 16 vectors' scale factor (`aux[0]`), so a scan reads
+//! one sequential stream and evaluates the estimator for 16 codes at once; the code's popcount
+//! (`aux[1]`) is recomputed in the scan and the error-bound factor (`aux[2]`, needed only when
+//! re-scoring) is kept apart. The last block is zero-padded.
 
 use super::kmeans::Rng;
 use super::metric::dot;
@@ -34,9 +36,14 @@ pub struct Binary {
 /// Vectors per storage block.
 pub const BLOCK: usize = 16;
 
-/// Bytes of one block of codes of `code_size` bytes each.
+/// Floats per vector kept outside the blocks: the error-bound factor `aux[2]` (`aux[0]` lives
+/// in the block, next to the codes; the popcount `aux[1]` is recomputed from the code).
+pub const EXTRA: usize = 1;
+
+/// Bytes of one block: 16 codes of `code_size` bytes interleaved by 32-bit word, then the 16
+/// vectors' `aux[0]` as f32.
 pub fn block_bytes(code_size: usize) -> usize {
-    BLOCK * code_size
+    BLOCK * (code_size + 4)
 }
 
 /// Bytes needed to store `n` codes.
@@ -44,13 +51,16 @@ pub fn bytes_for(code_size: usize, n: usize) -> usize {
     n.div_ceil(BLOCK) * block_bytes(code_size)
 }
 
-/// Floats needed to store the `AUX` values of `n` vectors.
-pub fn aux_for(n: usize) -> usize {
-    n.div_ceil(BLOCK) * BLOCK * AUX
-}
-
-/// Write the row-major code of vector `pos` into the blocked layout, growing `codes` as needed.
-pub fn set_code(codes: &mut Vec<u8>, code_size: usize, pos: usize, code: &[u8]) {
+/// Store vector `pos` (its row-major code and its `AUX` floats from [`Binary::encode`]): the
+/// code and `aux[0]` go into the blocked `codes` (grown as needed), `aux[2]` into `extra[pos]`.
+pub fn set_entry(
+    codes: &mut Vec<u8>,
+    extra: &mut Vec<f32>,
+    code_size: usize,
+    pos: usize,
+    code: &[u8],
+    aux: &[f32],
+) {
     let need = bytes_for(code_size, pos + 1);
     if codes.len() < need {
         codes.resize(need, 0);
@@ -61,53 +71,43 @@ pub fn set_code(codes: &mut Vec<u8>, code_size: usize, pos: usize, code: &[u8]) 
         let o = base + (w * BLOCK + i) * 4;
         codes[o..o + 4].copy_from_slice(c);
     }
+    let o = base + BLOCK * code_size + i * 4;
+    codes[o..o + 4].copy_from_slice(&aux[0].to_le_bytes());
+    if extra.len() <= pos {
+        extra.resize(pos + 1, 0.0);
+    }
+    extra[pos] = aux[2];
 }
 
-/// Read the row-major code of vector `pos` from the blocked layout.
-pub fn get_code(codes: &[u8], code_size: usize, pos: usize, out: &mut [u8]) {
+/// Read vector `pos`: its row-major code into `out`, and its `AUX` floats.
+pub fn get_entry(codes: &[u8], extra: &[f32], code_size: usize, pos: usize, out: &mut [u8]) -> [f32; AUX] {
     let base = (pos / BLOCK) * block_bytes(code_size);
     let i = pos % BLOCK;
+    let mut pop = 0u32;
     for (w, c) in out[..code_size].chunks_exact_mut(4).enumerate() {
         let o = base + (w * BLOCK + i) * 4;
         c.copy_from_slice(&codes[o..o + 4]);
+        pop += u32::from_le_bytes((&*c).try_into().expect("4 bytes")).count_ones();
     }
+    let o = base + BLOCK * code_size + i * 4;
+    let a0 = f32::from_le_bytes(codes[o..o + 4].try_into().expect("4 bytes"));
+    [a0, pop as f32, extra[pos]]
 }
 
-/// Write the `AUX` floats of vector `pos` into the blocked layout, growing `aux` as needed.
-pub fn set_aux(aux: &mut Vec<f32>, pos: usize, a: &[f32]) {
-    let need = aux_for(pos + 1);
-    if aux.len() < need {
-        aux.resize(need, 0.0);
-    }
-    let base = (pos / BLOCK) * BLOCK * AUX;
-    for (j, &v) in a[..AUX].iter().enumerate() {
-        aux[base + j * BLOCK + pos % BLOCK] = v;
-    }
-}
-
-/// The `AUX` floats of vector `pos`.
-pub fn get_aux(aux: &[f32], pos: usize) -> [f32; AUX] {
-    let base = (pos / BLOCK) * BLOCK * AUX;
-    std::array::from_fn(|j| aux[base + j * BLOCK + pos % BLOCK])
-}
-
-/// Convert codes stored one after another (`code_size` bytes each) to the blocked layout.
-pub fn block_codes(flat: &[u8], code_size: usize) -> Vec<u8> {
-    let n = flat.len() / code_size;
+/// Convert format-version-1 storage (codes and `AUX` floats one vector after another) to the
+/// blocked codes and the per-vector extra floats.
+pub fn from_flat(codes: &[u8], aux: &[f32], code_size: usize) -> (Vec<u8>, Vec<f32>) {
+    let n = codes.len() / code_size;
     let mut out = Vec::with_capacity(bytes_for(code_size, n));
-    for (pos, c) in flat.chunks_exact(code_size).enumerate() {
-        set_code(&mut out, code_size, pos, c);
+    let mut extra = Vec::with_capacity(n * EXTRA);
+    for (pos, (c, a)) in codes
+        .chunks_exact(code_size)
+        .zip(aux.chunks_exact(AUX))
+        .enumerate()
+    {
+        set_entry(&mut out, &mut extra, code_size, pos, c, a);
     }
-    out
-}
-
-/// Convert per-vector `AUX` floats stored one vector after another to the blocked layout.
-pub fn block_aux(flat: &[f32]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(aux_for(flat.len() / AUX));
-    for (pos, a) in flat.chunks_exact(AUX).enumerate() {
-        set_aux(&mut out, pos, a);
-    }
-    out
+    (out, extra)
 }
 
 /// A query prepared for popcount scans.
@@ -235,8 +235,8 @@ impl BinaryQuery {
         (est, aux[2] * self.norm * EPS0)
     }
 
-    /// Scan `n` blocked codes (`codes`, `aux` in the list layout; `norms` per vector for L2).
-    /// Each vector's score is `base + estimate`, or for L2 `2·(base + estimate) − qn2 − norm`,
+    /// Scan `n` blocked codes (`codes` in the list layout; `norms` per vector for L2). Each
+    /// vector's score is `base + estimate`, or for L2 `2·(base + estimate) − qn2 − norm`,
     /// computed exactly as [`BinaryQuery::ip`] and [`super::metric::Metric::from_ip`] do. Every
     /// vector scoring at least the current threshold (initially `thr`) is handed to
     /// `hit(pos, score)`, which returns the new threshold.
@@ -244,7 +244,6 @@ impl BinaryQuery {
     pub fn scan(
         &self,
         codes: &[u8],
-        aux: &[f32],
         norms: Option<&[f32]>,
         n: usize,
         base: f32,
@@ -252,26 +251,24 @@ impl BinaryQuery {
         thr: f32,
         hit: &mut dyn FnMut(usize, f32) -> f32,
     ) {
-        let cs = self.words * 8;
-        assert!(codes.len() >= bytes_for(cs, n) && aux.len() >= aux_for(n));
+        assert!(codes.len() >= bytes_for(self.words * 8, n));
         assert!(norms.is_none_or(|v| v.len() >= n));
         #[cfg(target_arch = "x86_64")]
         {
             if has_vpopcntdq() {
-                // SAFETY: AVX-512F and VPOPCNTDQ are present (checked at run time); the slices
-                // hold every block read (asserted above; the last block is padded).
-                unsafe { self.scan_avx512(codes, aux, norms, n, base, qn2, thr, hit) };
+                // SAFETY: AVX-512F and VPOPCNTDQ are present (checked at run time); `codes`
+                // holds every block read (asserted above; the last block is padded).
+                unsafe { self.scan_avx512(codes, norms, n, base, qn2, thr, hit) };
                 return;
             }
         }
-        self.scan_portable(codes, aux, norms, n, base, qn2, thr, hit);
+        self.scan_portable(codes, norms, n, base, qn2, thr, hit);
     }
 
     #[allow(clippy::too_many_arguments)]
     fn scan_portable(
         &self,
         codes: &[u8],
-        aux: &[f32],
         norms: Option<&[f32]>,
         n: usize,
         base: f32,
@@ -284,17 +281,19 @@ impl BinaryQuery {
         for pos in 0..n {
             let (blk, i) = (pos / BLOCK, pos % BLOCK);
             let block = &codes[blk * bb..(blk + 1) * bb];
-            let mut w = 0u32;
+            let (mut w, mut pop) = (0u32, 0u32);
             for k in 0..w32 {
                 let o = (k * BLOCK + i) * 4;
                 let c = u32::from_le_bytes(block[o..o + 4].try_into().expect("4 bytes"));
+                pop += c.count_ones();
                 for b in 0..4 {
                     w += (c & self.planes32[b * w32 + k]).count_ones() << b;
                 }
             }
-            let a = get_aux(aux, pos);
-            let sel = self.lo * a[1] + self.delta * w as f32;
-            let ip = base + a[0] * (2.0 * sel - self.sum);
+            let o = (w32 * BLOCK + i) * 4;
+            let a0 = f32::from_le_bytes(block[o..o + 4].try_into().expect("4 bytes"));
+            let sel = self.lo * pop as f32 + self.delta * w as f32;
+            let ip = base + a0 * (2.0 * sel - self.sum);
             let s = match norms {
                 Some(nr) => 2.0 * ip - qn2 - nr[pos],
                 None => ip,
@@ -306,15 +305,15 @@ impl BinaryQuery {
     }
 
     /// 16 codes per step: for each 32-bit word, one load, 4 AND with the broadcast query
-    /// planes and 4 VPOPCNTD; the estimator and the threshold test run on all 16 lanes, so
-    /// only vectors that beat the current threshold leave the registers.
+    /// planes and 5 VPOPCNTD (the planes and the code's own popcount); the estimator and the
+    /// threshold test run on all 16 lanes, so only vectors that beat the current threshold
+    /// leave the registers.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn scan_avx512(
         &self,
         codes: &[u8],
-        aux: &[f32],
         norms: Option<&[f32]>,
         n: usize,
         base: f32,
@@ -335,7 +334,8 @@ impl BinaryQuery {
         let mut scores = [0f32; BLOCK];
         for blk in 0..n.div_ceil(BLOCK) {
             let c = codes.as_ptr().add(blk * bb);
-            let (mut a0, mut a1, mut a2, mut a3) = (
+            let (mut a0, mut a1, mut a2, mut a3, mut pop) = (
+                _mm512_setzero_si512(),
                 _mm512_setzero_si512(),
                 _mm512_setzero_si512(),
                 _mm512_setzero_si512(),
@@ -344,6 +344,7 @@ impl BinaryQuery {
             for k in 0..w32 {
                 let v = _mm512_loadu_si512(c.add(k * 64) as *const _);
                 let pl = |b: usize| _mm512_set1_epi32(*p.add(b * w32 + k) as i32);
+                pop = _mm512_add_epi32(pop, _mm512_popcnt_epi32(v));
                 a0 = _mm512_add_epi32(a0, _mm512_popcnt_epi32(_mm512_and_si512(v, pl(0))));
                 a1 = _mm512_add_epi32(a1, _mm512_popcnt_epi32(_mm512_and_si512(v, pl(1))));
                 a2 = _mm512_add_epi32(a2, _mm512_popcnt_epi32(_mm512_and_si512(v, pl(2))));
@@ -354,9 +355,11 @@ impl BinaryQuery {
                 _mm512_add_epi32(_mm512_slli_epi32::<2>(a2), _mm512_slli_epi32::<3>(a3)),
             );
             // Same operations, in the same order, as `ip` and `Metric::from_ip` (no FMA).
-            let ax = aux.as_ptr().add(blk * BLOCK * AUX);
-            let (x0, x1) = (_mm512_loadu_ps(ax), _mm512_loadu_ps(ax.add(BLOCK)));
-            let sel = _mm512_add_ps(_mm512_mul_ps(lo, x1), _mm512_mul_ps(delta, _mm512_cvtepu32_ps(w)));
+            let x0 = _mm512_loadu_ps(c.add(w32 * 64) as *const f32);
+            let sel = _mm512_add_ps(
+                _mm512_mul_ps(lo, _mm512_cvtepu32_ps(pop)),
+                _mm512_mul_ps(delta, _mm512_cvtepu32_ps(w)),
+            );
             let est = _mm512_mul_ps(x0, _mm512_sub_ps(_mm512_mul_ps(two, sel), sum));
             let mut s = _mm512_add_ps(basev, est);
             let lim = (n - blk * BLOCK).min(BLOCK);
@@ -477,7 +480,7 @@ mod tests {
             let cs = b.code_size();
             for n in [0usize, 1, 15, 16, 17, 50] {
                 let mut codes = Vec::new();
-                let mut aux = Vec::new();
+                let mut extra = Vec::new();
                 let mut flat = Vec::new();
                 let mut flat_aux = Vec::new();
                 let norms: Vec<f32> = (0..n).map(|_| rng.normal().abs() as f32 * 3.0).collect();
@@ -486,14 +489,12 @@ mod tests {
                     let mut c = vec![0u8; cs];
                     let mut a = [0f32; AUX];
                     b.encode(&x, &mut c, &mut a);
-                    set_code(&mut codes, cs, pos, &c);
-                    set_aux(&mut aux, pos, &a);
+                    set_entry(&mut codes, &mut extra, cs, pos, &c, &a);
                     flat.extend_from_slice(&c);
                     flat_aux.extend_from_slice(&a);
                 }
                 assert_eq!(codes.len(), bytes_for(cs, n));
-                assert_eq!(codes, block_codes(&flat, cs));
-                assert_eq!(aux, block_aux(&flat_aux));
+                assert_eq!((codes.clone(), extra.clone()), from_flat(&flat, &flat_aux, cs));
                 let q: Vec<f32> = (0..d).map(|_| rng.normal() as f32).collect();
                 let bq = b.prepare(&q);
                 let (base, qn2) = (0.25f32, 7.5f32);
@@ -502,9 +503,8 @@ mod tests {
                     let want: Vec<f32> = (0..n)
                         .map(|pos| {
                             let mut c = vec![0u8; cs];
-                            get_code(&codes, cs, pos, &mut c);
+                            let a = get_entry(&codes, &extra, cs, pos, &mut c);
                             assert_eq!(c, flat[pos * cs..(pos + 1) * cs]);
-                            let a = get_aux(&aux, pos);
                             assert_eq!(a[..], flat_aux[pos * AUX..(pos + 1) * AUX]);
                             let (e, _) = bq.ip(&c, &a);
                             metric.from_ip(base + e, qn2, norms[pos])
@@ -519,9 +519,9 @@ mod tests {
                             f32::NEG_INFINITY
                         };
                         if portable {
-                            bq.scan_portable(&codes, &aux, nr, n, base, qn2, f32::NEG_INFINITY, &mut hit);
+                            bq.scan_portable(&codes, nr, n, base, qn2, f32::NEG_INFINITY, &mut hit);
                         } else {
-                            bq.scan(&codes, &aux, nr, n, base, qn2, f32::NEG_INFINITY, &mut hit);
+                            bq.scan(&codes, nr, n, base, qn2, f32::NEG_INFINITY, &mut hit);
                         }
                         assert_eq!(
                             got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -539,19 +539,10 @@ mod tests {
                         }
                     }
                     let mut seen = Vec::new();
-                    bq.scan(
-                        &codes,
-                        &aux,
-                        nr,
-                        n,
-                        base,
-                        qn2,
-                        f32::NEG_INFINITY,
-                        &mut |pos, s| {
-                            seen.push(pos);
-                            s
-                        },
-                    );
+                    bq.scan(&codes, nr, n, base, qn2, f32::NEG_INFINITY, &mut |pos, s| {
+                        seen.push(pos);
+                        s
+                    });
                     assert_eq!(seen, expect, "d={d} n={n} l2={l2}");
                 }
             }

@@ -58,16 +58,21 @@ impl List {
         if let Some(m) = lay.fastscan_m {
             fastscan::set_code(self.codes.to_mut(), m, pos, e.code);
         } else if lay.binary {
-            binary::set_code(self.codes.to_mut(), lay.code_size, pos, e.code);
+            binary::set_entry(
+                self.codes.to_mut(),
+                self.aux.to_mut(),
+                lay.code_size,
+                pos,
+                e.code,
+                e.aux,
+            );
         } else if lay.code_size > 0 {
             self.codes.to_mut().extend_from_slice(e.code);
         }
         if lay.vec_dim > 0 {
             self.vecs.to_mut().extend_from_slice(e.vec);
         }
-        if lay.binary {
-            binary::set_aux(self.aux.to_mut(), pos, e.aux);
-        } else if lay.aux > 0 {
+        if lay.aux > 0 && !lay.binary {
             self.aux.to_mut().extend_from_slice(e.aux);
         }
         if lay.norms {
@@ -82,11 +87,22 @@ impl List {
             fastscan::get_code(self.codes.as_slice(), m, pos, buf);
         } else if lay.binary {
             buf.resize(lay.code_size, 0);
-            binary::get_code(self.codes.as_slice(), lay.code_size, pos, buf);
+            self.binary_entry(lay, pos, buf);
         } else {
             buf.clear();
             buf.extend_from_slice(&self.codes.as_slice()[pos * lay.code_size..(pos + 1) * lay.code_size]);
         }
+    }
+
+    /// Binary codec: the code of entry `pos` (into `buf`, `code_size` bytes) and its `AUX` floats.
+    pub fn binary_entry(&self, lay: &Layout, pos: usize, buf: &mut [u8]) -> [f32; binary::AUX] {
+        binary::get_entry(
+            self.codes.as_slice(),
+            self.aux.as_slice(),
+            lay.code_size,
+            pos,
+            buf,
+        )
     }
 
     /// Drop the entries whose slot `gone` reports, renumbering kept slots with `renum`;
@@ -109,7 +125,7 @@ impl List {
             };
             let aux_buf;
             let aux = if lay.binary {
-                aux_buf = binary::get_aux(self.aux.as_slice(), pos);
+                aux_buf = self.binary_entry(lay, pos, &mut code);
                 &aux_buf[..]
             } else if lay.aux > 0 {
                 &self.aux.as_slice()[pos * lay.aux..(pos + 1) * lay.aux]

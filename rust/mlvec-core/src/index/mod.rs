@@ -620,8 +620,9 @@ impl Index {
                 )
             }
             Prepared::Binary(b) => {
-                list.code(&lay, pos, code);
-                b.ip(code, &binary::get_aux(list.aux.as_slice(), pos))
+                code.resize(lay.code_size, 0);
+                let aux = list.binary_entry(&lay, pos, code);
+                b.ip(code, &aux)
             }
         }
     }
@@ -709,7 +710,6 @@ impl Index {
                 let slots = &list.slots;
                 bq.scan(
                     list.codes.as_slice(),
-                    list.aux.as_slice(),
                     lay.norms.then_some(norms),
                     n,
                     base,
@@ -1181,7 +1181,7 @@ impl Index {
                 path.display()
             )));
         }
-        // Format version 1 stored binary codes and their floats one vector after another; they
+        // Format version 1 stored binary codes and their 3 floats one vector after another; they
         // are converted to the blocked layout on load (in memory, not mapped).
         let v1_binary = lay.binary && r.version < 2;
         let code_bytes = |n: usize| match lay.fastscan_m {
@@ -1191,7 +1191,7 @@ impl Index {
         };
         let aux_len = |n: usize| {
             if lay.binary && !v1_binary {
-                binary::aux_for(n)
+                n * binary::EXTRA
             } else {
                 n * lay.aux
             }
@@ -1217,13 +1217,12 @@ impl Index {
                 let s = s as usize;
                 let (cb, ab) = (code_bytes(s), aux_len(s));
                 let (lcodes, laux) = if v1_binary {
-                    (
-                        Buf::Owned(binary::block_codes(
-                            &codes.as_slice()[o_c..o_c + cb],
-                            lay.code_size,
-                        )),
-                        Buf::Owned(binary::block_aux(&aux.as_slice()[o_a..o_a + ab])),
-                    )
+                    let (c, e) = binary::from_flat(
+                        &codes.as_slice()[o_c..o_c + cb],
+                        &aux.as_slice()[o_a..o_a + ab],
+                        lay.code_size,
+                    );
+                    (Buf::Owned(c), Buf::Owned(e))
                 } else {
                     (sub(&codes, o_c, cb), sub(&aux, o_a, ab))
                 };
@@ -1418,9 +1417,9 @@ mod tests {
             let mut code = vec![0u8; cs];
             for l in &idx.lists {
                 for pos in 0..l.len() {
-                    binary::get_code(l.codes.as_slice(), cs, pos, &mut code);
+                    let a = l.binary_entry(&idx.layout(), pos, &mut code);
                     codes.extend_from_slice(&code);
-                    aux.extend_from_slice(&binary::get_aux(l.aux.as_slice(), pos));
+                    aux.extend_from_slice(&a);
                 }
             }
             let f32s = |name: &str| r.array::<f32>(name, None).unwrap().as_slice().to_vec();
