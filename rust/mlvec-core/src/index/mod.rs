@@ -653,6 +653,7 @@ impl Index {
                 let bb = fastscan::block_bytes(mq);
                 let codes = list.codes.as_slice();
                 let mut acc = [0u16; fastscan::BLOCK];
+                let mut scores = [0f32; fastscan::BLOCK];
                 for (b, block) in codes.chunks_exact(bb).enumerate() {
                     fastscan::scan_block(ql, mq, block, &mut acc);
                     let lim = (n - b * fastscan::BLOCK).min(fastscan::BLOCK);
@@ -665,14 +666,26 @@ impl Index {
                             .floor()
                             .clamp(0.0, 65535.0) as u16
                     };
-                    for (i, &a) in acc[..lim].iter().enumerate() {
-                        if a < amin {
-                            continue;
-                        }
-                        let pos = b * fastscan::BLOCK + i;
-                        let s = score(base + ql.bias + ql.scale * a as f32, pos);
-                        if s >= top.threshold() && ok(list.slots[pos]) {
-                            top.push(s, pack(l, pos));
+                    // Scores and the threshold test for the whole block at once; only vectors
+                    // that pass reach the filter and the heap.
+                    let p0 = b * fastscan::BLOCK;
+                    let nr = lay.norms.then(|| (qn2, &norms[p0..p0 + lim]));
+                    let mut m = fastscan::block_scores(
+                        &acc,
+                        lim,
+                        amin,
+                        base + ql.bias,
+                        ql.scale,
+                        nr,
+                        top.threshold(),
+                        &mut scores,
+                    );
+                    while m != 0 {
+                        let i = m.trailing_zeros() as usize;
+                        m &= m - 1;
+                        let pos = p0 + i;
+                        if scores[i] >= top.threshold() && ok(list.slots[pos]) {
+                            top.push(scores[i], pack(l, pos));
                         }
                     }
                 }
