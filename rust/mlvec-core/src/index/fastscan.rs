@@ -1,7 +1,9 @@
 //! 4-bit PQ "fast-scan": codes of 32 vectors are interleaved so that one 16-entry u8 lookup
 //! table per sub-space can be applied to 32 codes at once with a byte shuffle (`vpshufb`, AVX2),
 //! accumulating in u16. The float table is quantized to u8 with one global scale
-//! (`ip ≈ bias + scale · Σ_j lut_u8[j][code_j]`).
+//! (`ip ≈ bias + scale · Σ_j lut_u8[j][code_j]`). With AVX-512BW four sub-spaces go through one
+//! 512-bit shuffle per nibble; scores and the threshold test are then computed for the whole
+//! block at once ([`block_scores`]).
 //!
 //! Block layout (32 vectors, `m` sub-spaces): `m × 16` bytes; byte `j·16 + i` holds the code of
 //! vector `i` of the block in its low nibble and of vector `i + 16` in its high nibble.
