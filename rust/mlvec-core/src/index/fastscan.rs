@@ -1,7 +1,9 @@
 //! 4-bit PQ "fast-scan": codes of 32 vectors are interleaved so that one 16-entry u8 lookup
 //! table per sub-space can be applied to 32 codes at once with a byte shuffle (`vpshufb`, AVX2),
 //! accumulating in u16. The float table is quantized to u8 with one global scale
-//! (`ip ≈ bias + scale · Σ_j lut_u8[j][code_j]`).
+//! (`ip ≈ bias + scale · Σ_j lut_u8[j][code_j]`). With AVX-512BW four sub-spaces go through one
+//! 512-bit shuffle per nibble; scores and the threshold test are then computed for the whole
+//! block at once ([`block_scores`]).
 //!
 //! Block layout (32 vectors, `m` sub-spaces): `m × 16` bytes; byte `j·16 + i` holds the code of
 //! vector `i` of the block in its low nibble and of vector `i + 16` in its high nibble.
@@ -83,6 +85,12 @@ impl QuantLut {
 pub fn scan_block(q: &QuantLut, m: usize, block: &[u8], out: &mut [u16; BLOCK]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if avx512bw_ok() {
+            // SAFETY: AVX-512F/BW and AVX2 are present (checked at run time); `block` and the
+            // table hold m·16 bytes.
+            unsafe { scan_block_avx512(&q.lut, m, block, out) };
+            return;
+        }
         if super::metric::simd_ok() {
             // SAFETY: AVX2 is present (checked at run time); `block` holds m·16 bytes.
             unsafe { scan_block_avx2(&q.lut, m, block, out) };
@@ -90,6 +98,61 @@ pub fn scan_block(q: &QuantLut, m: usize, block: &[u8], out: &mut [u16; BLOCK]) 
         }
     }
     scan_block_portable(&q.lut, m, block, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512bw_ok() -> bool {
+    use std::sync::OnceLock;
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && super::metric::simd_ok()
+    })
+}
+
+/// Four sub-spaces per step: one 64-byte load brings their codes for the 32 vectors and one
+/// 64-byte load their four tables (each 128-bit lane shuffles with its own table), so the
+/// low and high nibbles give 4 × 16 u8 look-ups each; they are widened to u16 and summed, and
+/// the partial sums of the four lanes are folded at the end (exact integer sums, so the result
+/// equals the one-sub-space-at-a-time kernel).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn scan_block_avx512(lut: &[u8], m: usize, block: &[u8], out: &mut [u16; BLOCK]) {
+    use std::arch::x86_64::*;
+    debug_assert!(block.len() >= m * 16 && lut.len() >= m * 16);
+    let mask = _mm512_set1_epi8(0x0F);
+    let (mut lo_a, mut hi_a) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let mut j = 0;
+    while j + 4 <= m {
+        let c = _mm512_loadu_si512(block.as_ptr().add(j * 16) as *const _);
+        let t = _mm512_loadu_si512(lut.as_ptr().add(j * 16) as *const _);
+        let lo = _mm512_shuffle_epi8(t, _mm512_and_si512(c, mask));
+        let hi = _mm512_shuffle_epi8(t, _mm512_and_si512(_mm512_srli_epi16::<4>(c), mask));
+        // u16 lanes: [sub-space j, j+1] and [j+2, j+3] halves, 16 vectors each.
+        lo_a = _mm512_add_epi16(lo_a, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(lo)));
+        lo_a = _mm512_add_epi16(lo_a, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(lo)));
+        hi_a = _mm512_add_epi16(hi_a, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(hi)));
+        hi_a = _mm512_add_epi16(hi_a, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(hi)));
+        j += 4;
+    }
+    // Fold the two 16-vector halves of each accumulator.
+    let mut acc_lo = _mm256_add_epi16(_mm512_castsi512_si256(lo_a), _mm512_extracti64x4_epi64::<1>(lo_a));
+    let mut acc_hi = _mm256_add_epi16(_mm512_castsi512_si256(hi_a), _mm512_extracti64x4_epi64::<1>(hi_a));
+    let mask = _mm_set1_epi8(0x0F);
+    while j < m {
+        let c = _mm_loadu_si128(block.as_ptr().add(j * 16) as *const __m128i);
+        let lo = _mm_and_si128(c, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(c, 4), mask);
+        let idx = _mm256_set_m128i(hi, lo);
+        let t = _mm256_broadcastsi128_si256(_mm_loadu_si128(lut.as_ptr().add(j * 16) as *const __m128i));
+        let r = _mm256_shuffle_epi8(t, idx);
+        acc_lo = _mm256_add_epi16(acc_lo, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(r)));
+        acc_hi = _mm256_add_epi16(acc_hi, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(r, 1)));
+        j += 1;
+    }
+    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc_lo);
+    _mm256_storeu_si256(out.as_mut_ptr().add(16) as *mut __m256i, acc_hi);
 }
 
 fn scan_block_portable(lut: &[u8], m: usize, block: &[u8], out: &mut [u16; BLOCK]) {
@@ -129,13 +192,118 @@ unsafe fn scan_block_avx2(lut: &[u8], m: usize, block: &[u8], out: &mut [u16; BL
     _mm256_storeu_si256(out.as_mut_ptr().add(16) as *mut __m256i, acc_hi);
 }
 
+/// Scores of one block's vectors from their u16 sums, `c0 + scale · a` (`c0` = list base + table
+/// bias), for L2 `2·ip − qn2 − norm` with `norms` = `(qn2, the block's norms)`. Returns the mask of
+/// the first `lim` vectors whose sum is at least `amin` and whose score is at least `thr`, and
+/// writes every score to `out`. Same operations, in the same order, as the per-vector path.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn block_scores(
+    acc: &[u16; BLOCK],
+    lim: usize,
+    amin: u16,
+    c0: f32,
+    scale: f32,
+    norms: Option<(f32, &[f32])>,
+    thr: f32,
+    out: &mut [f32; BLOCK],
+) -> u32 {
+    debug_assert!(lim <= BLOCK && norms.is_none_or(|(_, v)| v.len() >= lim));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512_ok() {
+            // SAFETY: AVX-512F is present (checked at run time); norm loads are masked to `lim`.
+            return unsafe { block_scores_avx512(acc, lim, amin, c0, scale, norms, thr, out) };
+        }
+    }
+    block_scores_portable(acc, lim, amin, c0, scale, norms, thr, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn block_scores_portable(
+    acc: &[u16; BLOCK],
+    lim: usize,
+    amin: u16,
+    c0: f32,
+    scale: f32,
+    norms: Option<(f32, &[f32])>,
+    thr: f32,
+    out: &mut [f32; BLOCK],
+) -> u32 {
+    let mut m = 0u32;
+    for i in 0..lim {
+        let ip = c0 + scale * acc[i] as f32;
+        out[i] = match norms {
+            Some((qn2, nr)) => 2.0 * ip - qn2 - nr[i],
+            None => ip,
+        };
+        if acc[i] >= amin && out[i] >= thr {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_ok() -> bool {
+    use std::sync::OnceLock;
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_scores_avx512(
+    acc: &[u16; BLOCK],
+    lim: usize,
+    amin: u16,
+    c0: f32,
+    scale: f32,
+    norms: Option<(f32, &[f32])>,
+    thr: f32,
+    out: &mut [f32; BLOCK],
+) -> u32 {
+    use std::arch::x86_64::*;
+    let mut m = 0u32;
+    for h in 0..2 {
+        let n = lim.saturating_sub(h * 16).min(16);
+        if n == 0 {
+            break;
+        }
+        let valid: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+        let a = _mm512_cvtepu16_epi32(_mm256_loadu_si256(acc.as_ptr().add(h * 16) as *const __m256i));
+        let mut s = _mm512_add_ps(
+            _mm512_set1_ps(c0),
+            _mm512_mul_ps(_mm512_set1_ps(scale), _mm512_cvtepi32_ps(a)),
+        );
+        if let Some((qn2, nr)) = norms {
+            let nv = _mm512_maskz_loadu_ps(valid, nr.as_ptr().add(h * 16));
+            s = _mm512_sub_ps(
+                _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(2.0), s), _mm512_set1_ps(qn2)),
+                nv,
+            );
+        }
+        _mm512_storeu_ps(out.as_mut_ptr().add(h * 16), s);
+        let ok_a = _mm512_mask_cmpge_epu32_mask(valid, a, _mm512_set1_epi32(amin as i32));
+        let ok_s = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(ok_a, s, _mm512_set1_ps(thr));
+        m |= (ok_s as u32) << (h * 16);
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn simd_matches_portable_and_layout_round_trips() {
-        let m = 6;
+        for m in [1usize, 3, 4, 6, 16, 48, 65] {
+            check_m(m);
+        }
+    }
+
+    fn check_m(m: usize) {
         let n = 70;
         let mut codes = Vec::new();
         let all: Vec<Vec<u8>> = (0..n)
@@ -157,6 +325,30 @@ mod tests {
             scan_block(&q, m, blk, &mut a);
             scan_block_portable(&q.lut, m, blk, &mut b);
             assert_eq!(a, b);
+        }
+        // Vectorized block scores equal the per-vector formula, bit for bit, and the mask
+        // selects exactly the vectors passing both thresholds.
+        let norms: Vec<f32> = (0..BLOCK).map(|i| i as f32 * 0.37).collect();
+        for lim in [1usize, 7, 16, 17, 32] {
+            for nr in [None, Some((1.25f32, &norms[..]))] {
+                for (amin, thr) in [(0u16, f32::NEG_INFINITY), (300, 10.0), (600, -5.0)] {
+                    let (mut x, mut y) = ([0f32; BLOCK], [0f32; BLOCK]);
+                    let m1 = block_scores(&a, lim, amin, 0.5, 0.03, nr, thr, &mut x);
+                    let m2 = block_scores_portable(&a, lim, amin, 0.5, 0.03, nr, thr, &mut y);
+                    assert_eq!(m1, m2);
+                    assert_eq!(
+                        x[..lim].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        y[..lim].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    );
+                    for i in 0..lim {
+                        let ip = 0.5f32 + 0.03 * a[i] as f32;
+                        let s = nr.map_or(ip, |(q, v)| 2.0 * ip - q - v[i]);
+                        assert_eq!(y[i].to_bits(), s.to_bits());
+                        assert_eq!(m1 >> i & 1 == 1, a[i] >= amin && s >= thr);
+                    }
+                    assert_eq!(m1 >> lim.min(31) >> (lim / 32), 0);
+                }
+            }
         }
         // Quantized estimate is close to the float sum.
         let mut out = [0u16; BLOCK];

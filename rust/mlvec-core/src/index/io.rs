@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! 0   8  magic  b"MLVECIDX"
-//! 8   4  format version (u32, currently 1)
+//! 8   4  format version (u32, currently 2; version 1 stored binary codes one after another)
 //! 12  4  reserved (0)
 //! 16  8  header length H (u64)
 //! 24  H  JSON header: {"meta": {...}, "arrays": [{"name", "dtype", "shape", "offset", "nbytes"}]}
@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 pub const MAGIC: &[u8; 8] = b"MLVECIDX";
 pub const END: &[u8; 8] = b"MLVECEND";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const ALIGN: usize = 64;
 
 /// Element types that may be viewed directly in a file's bytes.
@@ -126,6 +126,11 @@ impl<'a> Writer<'a> {
 
     /// Write everything with `meta` as the header's `"meta"` object.
     pub fn write(&self, path: &Path, meta: Value) -> Result<()> {
+        self.write_as(path, meta, VERSION)
+    }
+
+    /// [`Writer::write`] with an explicit format version (tests write older versions).
+    pub(crate) fn write_as(&self, path: &Path, meta: Value, version: u32) -> Result<()> {
         // Header offsets depend on the header's own length: iterate until it is stable.
         let mut hlen_guess = 256usize;
         let (header, data_start) = loop {
@@ -174,7 +179,7 @@ impl<'a> Writer<'a> {
                 Ok(())
             };
             put(&mut w, MAGIC)?;
-            put(&mut w, &VERSION.to_le_bytes())?;
+            put(&mut w, &version.to_le_bytes())?;
             put(&mut w, &0u32.to_le_bytes())?;
             put(&mut w, &(header.len() as u64).to_le_bytes())?;
             put(&mut w, &header)?;
@@ -212,6 +217,8 @@ impl<'a> Writer<'a> {
 /// An opened, validated file: its header and its arrays (owned copies or mapped views).
 pub struct Reader {
     pub meta: Value,
+    /// The file's format version (1 ..= [`VERSION`]).
+    pub version: u32,
     data: Arc<Mmap>,
     table: Vec<(String, String, Vec<usize>, usize, usize)>,
     mmap: bool,
@@ -292,6 +299,7 @@ impl Reader {
         }
         Ok(Reader {
             meta: header["meta"].clone(),
+            version,
             data: Arc::new(map),
             table,
             mmap,

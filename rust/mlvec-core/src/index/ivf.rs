@@ -1,11 +1,12 @@
 //! Inverted lists: the vectors of one coarse cell, encoded by the index's codec.
 //!
 //! A list holds, per vector, its slot (position in the index-wide arrays), its code (layout by
-//! codec: `code_size` bytes each, or 32-vector blocks for fast-scan), full-precision values for
-//! the Flat codec, per-vector floats for binary codes and, for L2, the exact squared norm.
+//! codec: `code_size` bytes each, 32-vector blocks for fast-scan, 16-vector blocks for binary
+//! codes), full-precision values for the Flat codec, per-vector floats for binary codes (blocked
+//! like their codes) and, for L2, the exact squared norm.
 
-use super::fastscan;
 use super::io::Buf;
+use super::{binary, fastscan};
 
 /// One inverted list.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +29,8 @@ pub struct Layout {
     pub vec_dim: usize,
     pub aux: usize,
     pub norms: bool,
+    /// Binary codes: codes and aux floats in [`binary`]'s 16-vector blocks.
+    pub binary: bool,
 }
 
 /// One encoded vector on its way into a list.
@@ -54,13 +57,22 @@ impl List {
         self.slots.push(e.slot);
         if let Some(m) = lay.fastscan_m {
             fastscan::set_code(self.codes.to_mut(), m, pos, e.code);
+        } else if lay.binary {
+            binary::set_entry(
+                self.codes.to_mut(),
+                self.aux.to_mut(),
+                lay.code_size,
+                pos,
+                e.code,
+                e.aux,
+            );
         } else if lay.code_size > 0 {
             self.codes.to_mut().extend_from_slice(e.code);
         }
         if lay.vec_dim > 0 {
             self.vecs.to_mut().extend_from_slice(e.vec);
         }
-        if lay.aux > 0 {
+        if lay.aux > 0 && !lay.binary {
             self.aux.to_mut().extend_from_slice(e.aux);
         }
         if lay.norms {
@@ -73,10 +85,24 @@ impl List {
         if let Some(m) = lay.fastscan_m {
             buf.resize(m, 0);
             fastscan::get_code(self.codes.as_slice(), m, pos, buf);
+        } else if lay.binary {
+            buf.resize(lay.code_size, 0);
+            self.binary_entry(lay, pos, buf);
         } else {
             buf.clear();
             buf.extend_from_slice(&self.codes.as_slice()[pos * lay.code_size..(pos + 1) * lay.code_size]);
         }
+    }
+
+    /// Binary codec: the code of entry `pos` (into `buf`, `code_size` bytes) and its `AUX` floats.
+    pub fn binary_entry(&self, lay: &Layout, pos: usize, buf: &mut [u8]) -> [f32; binary::AUX] {
+        binary::get_entry(
+            self.codes.as_slice(),
+            self.aux.as_slice(),
+            lay.code_size,
+            pos,
+            buf,
+        )
     }
 
     /// Drop the entries whose slot `gone` reports, renumbering kept slots with `renum`;
@@ -97,7 +123,11 @@ impl List {
             } else {
                 &[]
             };
-            let aux = if lay.aux > 0 {
+            let aux_buf;
+            let aux = if lay.binary {
+                aux_buf = self.binary_entry(lay, pos, &mut code);
+                &aux_buf[..]
+            } else if lay.aux > 0 {
                 &self.aux.as_slice()[pos * lay.aux..(pos + 1) * lay.aux]
             } else {
                 &[]

@@ -284,6 +284,7 @@ impl Index {
             vec_dim,
             aux,
             norms: self.metric == Metric::L2,
+            binary: matches!(self.codec, Codec::Binary(_)),
         }
     }
 
@@ -619,11 +620,9 @@ impl Index {
                 )
             }
             Prepared::Binary(b) => {
-                list.code(&lay, pos, code);
-                b.ip(
-                    code,
-                    &list.aux.as_slice()[pos * binary::AUX..(pos + 1) * binary::AUX],
-                )
+                code.resize(lay.code_size, 0);
+                let aux = list.binary_entry(&lay, pos, code);
+                b.ip(code, &aux)
             }
         }
     }
@@ -654,6 +653,7 @@ impl Index {
                 let bb = fastscan::block_bytes(mq);
                 let codes = list.codes.as_slice();
                 let mut acc = [0u16; fastscan::BLOCK];
+                let mut scores = [0f32; fastscan::BLOCK];
                 for (b, block) in codes.chunks_exact(bb).enumerate() {
                     fastscan::scan_block(ql, mq, block, &mut acc);
                     let lim = (n - b * fastscan::BLOCK).min(fastscan::BLOCK);
@@ -666,14 +666,26 @@ impl Index {
                             .floor()
                             .clamp(0.0, 65535.0) as u16
                     };
-                    for (i, &a) in acc[..lim].iter().enumerate() {
-                        if a < amin {
-                            continue;
-                        }
-                        let pos = b * fastscan::BLOCK + i;
-                        let s = score(base + ql.bias + ql.scale * a as f32, pos);
-                        if s >= top.threshold() && ok(list.slots[pos]) {
-                            top.push(s, pack(l, pos));
+                    // Scores and the threshold test for the whole block at once; only vectors
+                    // that pass reach the filter and the heap.
+                    let p0 = b * fastscan::BLOCK;
+                    let nr = lay.norms.then(|| (qn2, &norms[p0..p0 + lim]));
+                    let mut m = fastscan::block_scores(
+                        &acc,
+                        lim,
+                        amin,
+                        base + ql.bias,
+                        ql.scale,
+                        nr,
+                        top.threshold(),
+                        &mut scores,
+                    );
+                    while m != 0 {
+                        let i = m.trailing_zeros() as usize;
+                        m &= m - 1;
+                        let pos = p0 + i;
+                        if scores[i] >= top.threshold() && ok(list.slots[pos]) {
+                            top.push(scores[i], pack(l, pos));
                         }
                     }
                 }
@@ -706,15 +718,23 @@ impl Index {
                 }
             }
             Prepared::Binary(bq) => {
-                let cs = lay.code_size;
-                let aux = list.aux.as_slice();
-                for (pos, code) in list.codes.as_slice().chunks_exact(cs).enumerate() {
-                    let (e, _) = bq.ip(code, &aux[pos * binary::AUX..(pos + 1) * binary::AUX]);
-                    let s = score(base + e, pos);
-                    if s >= top.threshold() && ok(list.slots[pos]) {
-                        top.push(s, pack(l, pos));
-                    }
-                }
+                // Vectorized over 16-code blocks; only vectors beating the current k-th score
+                // reach the filter and the heap.
+                let slots = &list.slots;
+                bq.scan(
+                    list.codes.as_slice(),
+                    lay.norms.then_some(norms),
+                    n,
+                    base,
+                    qn2,
+                    top.threshold(),
+                    &mut |pos, s| {
+                        if ok(slots[pos]) {
+                            top.push(s, pack(l, pos));
+                        }
+                        top.threshold()
+                    },
+                );
             }
         }
     }
@@ -1174,9 +1194,20 @@ impl Index {
                 path.display()
             )));
         }
+        // Format version 1 stored binary codes and their 3 floats one vector after another; they
+        // are converted to the blocked layout on load (in memory, not mapped).
+        let v1_binary = lay.binary && r.version < 2;
         let code_bytes = |n: usize| match lay.fastscan_m {
             Some(m) => fastscan::bytes_for(m, n),
+            None if lay.binary && !v1_binary => binary::bytes_for(lay.code_size, n),
             None => n * lay.code_size,
+        };
+        let aux_len = |n: usize| {
+            if lay.binary && !v1_binary {
+                n * binary::EXTRA
+            } else {
+                n * lay.aux
+            }
         };
         let slots = r.array::<u32>("list_slots", Some(count))?;
         let codes = r.array::<u8>(
@@ -1184,7 +1215,7 @@ impl Index {
             Some(sizes.iter().map(|&s| code_bytes(s as usize)).sum()),
         )?;
         let vecs = r.array::<f32>("list_vecs", Some(count * lay.vec_dim))?;
-        let aux = r.array::<f32>("list_aux", Some(count * lay.aux))?;
+        let aux = r.array::<f32>("list_aux", Some(sizes.iter().map(|&s| aux_len(s as usize)).sum()))?;
         let norms = r.array::<f32>("list_norms", Some(if lay.norms { count } else { 0 }))?;
         if slots.as_slice().iter().any(|&s| s as usize >= count) {
             return Err(Error::Format(format!(
@@ -1192,17 +1223,27 @@ impl Index {
                 path.display()
             )));
         }
-        let (mut o_s, mut o_c) = (0usize, 0usize);
+        let (mut o_s, mut o_c, mut o_a) = (0usize, 0usize, 0usize);
         idx.lists = sizes
             .iter()
             .map(|&s| {
                 let s = s as usize;
-                let cb = code_bytes(s);
+                let (cb, ab) = (code_bytes(s), aux_len(s));
+                let (lcodes, laux) = if v1_binary {
+                    let (c, e) = binary::from_flat(
+                        &codes.as_slice()[o_c..o_c + cb],
+                        &aux.as_slice()[o_a..o_a + ab],
+                        lay.code_size,
+                    );
+                    (Buf::Owned(c), Buf::Owned(e))
+                } else {
+                    (sub(&codes, o_c, cb), sub(&aux, o_a, ab))
+                };
                 let l = List {
                     slots: slots.as_slice()[o_s..o_s + s].to_vec(),
-                    codes: sub(&codes, o_c, cb),
+                    codes: lcodes,
                     vecs: sub(&vecs, o_s * lay.vec_dim, s * lay.vec_dim),
-                    aux: sub(&aux, o_s * lay.aux, s * lay.aux),
+                    aux: laux,
                     norms: sub(
                         &norms,
                         if lay.norms { o_s } else { 0 },
@@ -1211,6 +1252,7 @@ impl Index {
                 };
                 o_s += s;
                 o_c += cb;
+                o_a += ab;
                 l
             })
             .collect();
@@ -1355,6 +1397,71 @@ mod tests {
                 s.iter().take(k).map(|x| x.1).collect()
             })
             .collect()
+    }
+
+    /// Format version 1 stored binary codes and their floats one vector after another: such a
+    /// file (rewritten here from a version-2 save) loads to the same search results.
+    #[test]
+    fn version_1_binary_files_load() {
+        let (n, d, k) = (700, 100, 10);
+        let db = data(n, d, 5);
+        let qs = data(12, d, 6);
+        let dir = std::env::temp_dir().join(format!("mlvec-index-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (kind, metric) in [("IVF4,BIN,rescore", Metric::L2), ("BIN", Metric::Ip)] {
+            let mut idx = Index::new(d, kind, metric, 0).unwrap();
+            idx.train(&db).unwrap();
+            idx.add(&db, None).unwrap();
+            idx.remove(&[3, 50, 51, 400]).unwrap();
+            let p = SearchParams {
+                nprobe: Some(2),
+                ..Default::default()
+            };
+            let want = idx.search(&qs, k, &p, None).unwrap();
+            let v2 = dir.join("v2.mlvec");
+            idx.save(&v2).unwrap();
+            let r = io::Reader::open(&v2, false).unwrap();
+            assert_eq!(r.version, io::VERSION);
+            let cs = match &idx.codec {
+                Codec::Binary(b) => b.code_size(),
+                _ => unreachable!(),
+            };
+            let (mut codes, mut aux) = (Vec::new(), Vec::new());
+            let mut code = vec![0u8; cs];
+            for l in &idx.lists {
+                for pos in 0..l.len() {
+                    let a = l.binary_entry(&idx.layout(), pos, &mut code);
+                    codes.extend_from_slice(&code);
+                    aux.extend_from_slice(&a);
+                }
+            }
+            let f32s = |name: &str| r.array::<f32>(name, None).unwrap().as_slice().to_vec();
+            let (centroids, norms, rot) = (f32s("centroids"), f32s("list_norms"), f32s("rotation"));
+            let vectors = idx.raw.is_some().then(|| f32s("vectors"));
+            let ids = r.array::<i64>("ids", None).unwrap().as_slice().to_vec();
+            let sizes = r.array::<u32>("list_sizes", None).unwrap().as_slice().to_vec();
+            let slots = r.array::<u32>("list_slots", None).unwrap().as_slice().to_vec();
+            let mut w = io::Writer::default();
+            w.add("centroids", vec![centroids.len()], &centroids);
+            w.add("ids", vec![ids.len()], &ids);
+            w.add("list_sizes", vec![sizes.len()], &sizes);
+            w.add("list_slots", vec![slots.len()], &slots);
+            w.add("list_codes", vec![codes.len()], &codes);
+            w.add("list_vecs", vec![0], &[] as &[f32]);
+            w.add("list_aux", vec![aux.len()], &aux);
+            w.add("list_norms", vec![norms.len()], &norms);
+            w.add("rotation", vec![rot.len()], &rot);
+            if let Some(v) = &vectors {
+                w.add("vectors", vec![v.len()], v);
+            }
+            let v1 = dir.join("v1.mlvec");
+            w.write_as(&v1, r.meta.clone(), 1).unwrap();
+            for mmap in [false, true] {
+                let back = Index::load(&v1, mmap).unwrap();
+                assert_eq!(back.search(&qs, k, &p, None).unwrap(), want, "{kind} mmap={mmap}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
