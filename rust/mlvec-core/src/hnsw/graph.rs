@@ -21,6 +21,11 @@ const LOCK_STRIPES: usize = 4096;
 /// Highest level a node may get (levels are stored as `u8`).
 const MAX_LEVEL: usize = 16;
 
+/// How many neighbours ahead of the one being compared a search prefetches vectors for (4
+/// measured best on the e5 set; prefetching a whole list at once stalls on the CPU's limit of
+/// outstanding misses, 1-2 ahead leaves loads exposed).
+const PREFETCH_AHEAD: usize = 4;
+
 /// Build and search parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
@@ -252,6 +257,26 @@ impl<S: VectorStore> Graph<S> {
         }
     }
 
+    /// Start loading the neighbour list of `node` on `layer` into cache.
+    #[inline(always)]
+    fn prefetch_list(&self, node: u32, layer: usize) {
+        let w = if layer == 0 {
+            self.m0() + 1
+        } else {
+            self.params.m + 1
+        };
+        let p = if layer == 0 {
+            self.links0.as_ptr().wrapping_add(node as usize * w)
+        } else {
+            self.links_up
+                .as_ptr()
+                .wrapping_add(self.up_start[node as usize] as usize + (layer - 1) * w)
+        };
+        for line in 0..(w * 4).div_ceil(64).min(4) {
+            super::distance::prefetch(p.wrapping_add(line * 16));
+        }
+    }
+
     /// The neighbours of `node` on `layer` as a copy (count clamped to the list's capacity).
     #[inline(always)]
     fn neighbours(&self, node: u32, layer: usize, out: &mut Vec<u32>) {
@@ -348,13 +373,24 @@ impl<S: VectorStore> Graph<S> {
             if c.d > bound {
                 break;
             }
+            // The next candidate's list is likely read next: start loading it now.
+            if let Some(Reverse(next)) = cands.peek() {
+                self.prefetch_list(next.id, layer);
+            }
             self.neighbours(c.id, layer, buf);
-            // Drop visited ids first, then prefetch the rest before touching any of them.
+            // Drop visited ids first, then keep the loads of the next few vectors in flight while
+            // computing distances (prefetching all of them at once stalls on the CPU's
+            // outstanding-miss limit).
             buf.retain(|&nb| !vis.test_set(nb));
-            for &nb in buf.iter() {
+            let ahead = PREFETCH_AHEAD;
+            for &nb in buf.iter().take(ahead) {
                 self.store.prefetch(nb);
             }
-            for &nb in buf.iter() {
+            for j in 0..buf.len() {
+                if let Some(&nx) = buf.get(j + ahead) {
+                    self.store.prefetch(nx);
+                }
+                let nb = buf[j];
                 let d = self.store.dist(q, nb);
                 if d < bound {
                     cands.push(Reverse(Cand { d, id: nb }));

@@ -357,3 +357,33 @@ fn sq8_range_grows_when_later_batches_exceed_it() {
     let r = recall(&got, &want);
     assert!(r >= 0.85, "recall {r}");
 }
+
+#[test]
+fn sq8_inner_product_matches_decoded_fp64_reference() {
+    use store::VectorStore;
+    // The i16-query path must agree with the inner product of the query and the decoded codes.
+    for dim in [3usize, 64, 100, 384] {
+        let data = clustered(200, dim, 5, dim as u64);
+        let mut st = Sq8Store::new(dim, Metric::Ip);
+        st.extend(&data, false);
+        let mut dec = Vec::new();
+        for qi in 0..5 {
+            let q = &data[qi * 7 * dim..][..dim];
+            let pq = st.prepare(q);
+            for i in 0..200u32 {
+                st.decode(i, &mut dec);
+                let want: f64 = q.iter().zip(&dec).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let scale: f64 = q
+                    .iter()
+                    .zip(&dec)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
+                let got = -st.dist(&pq, i) as f64;
+                assert!(
+                    (got - want).abs() <= 1e-3 * (1.0 + scale),
+                    "dim {dim}, query {qi}, row {i}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
