@@ -187,9 +187,14 @@ impl Sq8Query {
         let lim = i16_query_limit(a.len()) as f32;
         let a_scale = amax / lim;
         let inv = lim / amax;
+        // Round half away from zero by hand: `f32::round` is a library call here, and this
+        // runs for every node inserted and every link list re-selected while building.
         let ai = a
             .iter()
-            .map(|x| (x * inv).round().clamp(-lim, lim) as i16)
+            .map(|x| {
+                let v = (x * inv).clamp(-lim, lim);
+                (v + 0.5f32.copysign(v)) as i16
+            })
             .collect();
         Self { a, c, ai, a_scale }
     }
