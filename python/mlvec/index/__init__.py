@@ -28,8 +28,9 @@ Description grammar (case-insensitive, comma-separated)::
 HNSW graphs are built with ``ef_construction=200`` unless the description sets it
 (``"HNSW32_100,SQ8"``: M=32, ``ef_construction=100``) and searched with ``ef_search`` candidates
 (default 64, per call ``search(..., ef_search=...)``); ``train`` is a no-op for ``"HNSW<M>"`` and
-learns the per-dimension range for ``"HNSW<M>,SQ8"``. ``remove`` rebuilds the graph over the
-remaining vectors (the space is freed at once; it costs a rebuild, so batch removals). A loaded
+learns the per-dimension range for ``"HNSW<M>,SQ8"``. ``remove`` re-links the nodes that pointed
+to removed ones (from their neighbours' neighbours) and copies the rest into fresh arrays, so the
+space is freed at once; each call copies the index, so batch removals. A loaded
 HNSW index is held in memory even with ``mmap=True`` (its links are updated in place).
 
 ``rescore`` also keeps the float32 vectors (in memory, or memory-mapped after

@@ -387,3 +387,47 @@ fn sq8_inner_product_matches_decoded_fp64_reference() {
         }
     }
 }
+
+#[test]
+fn compact_after_heavy_removal_keeps_recall_and_reachability() {
+    for storage in [Storage::F32, Storage::Sq8] {
+        let (mut h, data, ids, queries) = build(Metric::L2, storage);
+        // Remove 70 % of the points, in a pattern that empties whole neighbourhoods.
+        let gone: Vec<u64> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i * 7) % 10 < 7)
+            .map(|(_, &id)| id)
+            .collect();
+        h.remove(&gone).unwrap();
+        h.compact();
+        assert_eq!((h.len(), h.n_deleted()), (N - gone.len(), 0));
+        let dead = |id: u64| gone.binary_search(&id).is_ok();
+        let want: Vec<Vec<u64>> = queries
+            .chunks_exact(D)
+            .map(|q| exact(&data, &ids, q, 10, Metric::L2, |id| !dead(id)))
+            .collect();
+        let got = search_all(&h, &queries, 10, 128, None);
+        assert!(got.iter().flatten().all(|&id| !dead(id)));
+        let r = recall(&got, &want);
+        assert!(r >= 0.9, "{storage:?}: recall after compact {r}");
+        // Every remaining point is still reachable: searching for its own vector finds it.
+        let live: Vec<usize> = (0..N).filter(|&i| !dead(ids[i])).collect();
+        let found = live
+            .iter()
+            .filter(|&&i| {
+                let hits = h.search(&data[i * D..(i + 1) * D], 3, Some(64), None).unwrap();
+                hits.iter().any(|x| x.1 == ids[i])
+            })
+            .count();
+        assert!(
+            found as f64 >= 0.99 * live.len() as f64,
+            "{storage:?}: {found} of {} found",
+            live.len()
+        );
+        // The compacted graph still takes inserts that link into it.
+        h.add(&data[..D], Some(&gone[..1])).unwrap();
+        let hit = h.search(&data[..D], 1, Some(64), None).unwrap();
+        assert_eq!(hit[0].1, gone[0]);
+    }
+}

@@ -9,7 +9,7 @@
 //!
 //! `HNSW<M>` and `HNSW<M>,SQ8` hold a [`crate::hnsw::Hnsw`] graph behind the same API: ids,
 //! validation, filters (allow-lists become node sets), removal (mark, then compaction that
-//! rebuilds the graph over the live vectors) and the file format (the graph's parts as named
+//! re-links the removed nodes' neighbourhoods and frees their space) and the file format (the graph's parts as named
 //! arrays) are this module's.
 
 pub mod binary;
@@ -515,7 +515,8 @@ impl Index {
         if let Some(g) = &mut self.graph {
             let uids: Vec<u64> = ids.iter().map(|&i| i as u64).collect();
             g.remove(&uids)?;
-            // Rebuild over the live vectors now, so the space is really freed (as for lists).
+            // Compact now (re-link around the removed nodes, copy the live ones), so the space is
+            // really freed, as for lists.
             g.compact();
             self.sync_graph_ids();
             return Ok(ids.len());
