@@ -299,6 +299,41 @@ def scan_bandwidth(db, q, metric, pq_m):
     return lines
 
 
+# --- removal --------------------------------------------------------------------------------------
+def removal(db, q, metric, kinds, threads, fractions, ef=128):
+    """remove() (which compacts: re-links around the removed nodes, frees their space) against
+    building afresh over the remaining vectors: seconds and recall@10 vs exact search."""
+    out = [
+        f"Removal ({threads} threads): `remove` of a random fraction (compaction included) against a "
+        f"fresh build over the rest; recall@10 at ef={ef} against exact search over the rest:",
+        "",
+        "| index | removed | remove s | recall after remove | fresh build s | fresh recall |",
+        "|---|---|---|---|---|---|",
+    ]
+    mlvec.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    for kind in kinds:
+        for frac in fractions:
+            gone = rng.choice(len(db), int(frac * len(db)), replace=False)
+            live = np.setdiff1d(np.arange(len(db)), gone)
+            truth = live[exact_truth(db[live], q, metric)]
+            index = mi.index_factory(db.shape[1], kind, metric=metric)
+            index.train(db)
+            index.add(db)
+            t = time.perf_counter()
+            index.remove(gone)
+            t_rm = time.perf_counter() - t
+            r_rm = recall(index.search(q, K, ef_search=ef)[1], truth)
+            fresh = mi.index_factory(db.shape[1], kind, metric=metric)
+            t = time.perf_counter()
+            fresh.train(db[live])
+            fresh.add(db[live], ids=live)
+            t_new = time.perf_counter() - t
+            r_new = recall(fresh.search(q, K, ef_search=ef)[1], truth)
+            out.append(f"| {kind} | {frac:.0%} | {t_rm:.1f} | {r_rm:.3f} | {t_new:.1f} | {r_new:.3f} |")
+    return out
+
+
 # --- peak build memory -------------------------------------------------------------------------
 _BUILD_CHILD = r'''
 import sys, numpy as np
@@ -475,6 +510,8 @@ def run_dataset(name, db, q, metric, args, threads):
     out += ["", *table(rows, threads), "", *summary(rows, threads)]
     if args.build_memory:
         out += ["", *build_memory(db, metric, args.hnsw_kinds, max(threads), args.peers)]
+    if args.removal:
+        out += ["", *removal(db, q, metric, args.hnsw_kinds, max(threads), args.removal)]
     if not ivf:
         print("\n".join(out), flush=True)
         return out, rows
@@ -512,6 +549,13 @@ def main(argv=None):
         "--build-memory",
         action="store_true",
         help="also measure peak RSS growth while building each graph, in a fresh subprocess",
+    )
+    p.add_argument(
+        "--removal",
+        type=float,
+        nargs="*",
+        default=None,
+        help="also time remove() of these fractions (e.g. 0.1 0.5) against a fresh build",
     )
     p.add_argument("--peers", nargs="*", default=["faiss", "hnswlib", "usearch"], help="peers to run")
     p.add_argument("--skip-real", action="store_true")

@@ -52,6 +52,7 @@ def test_bench_index_graph_only_with_build_memory(tmp_path):
             str(ROOT / "benches" / "bench_index.py"),
             *("--quick", "--skip-real", "--synthetic-n", "2000", "--single-queries", "5", "--threads", "1"),
             *("--hnsw-only", "--build-memory", "--peers", "faiss", "--hnsw-kinds", "HNSW8_40,SQ8"),
+            *("--removal", "0.5"),
             *("--table", str(table)),
         ],
         capture_output=True,
@@ -60,6 +61,6 @@ def test_bench_index_graph_only_with_build_memory(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     text = table.read_text()
-    for name in ("HNSW8_40,SQ8", "faiss", "Best queries/s", "Peak build memory", "faiss HNSW32"):
+    for name in ("HNSW8_40,SQ8", "faiss", "Best queries/s", "Peak build memory", "faiss HNSW32", "Removal"):
         assert name in text, name
     assert "IVF" not in text
