@@ -471,6 +471,9 @@ impl<S: VectorStore> Graph<S> {
         let mut scratch = Vec::with_capacity(self.store.dim());
         for layer in (0..=level.min(top)).rev() {
             vis.reset(self.n_nodes());
+            // Another thread may already link to `node` (it found it through a layer this
+            // insertion has linked): never let the search return `node` itself.
+            vis.test_set(node);
             let found = self.search_layer::<false>(&q, &eps, layer, efc, vis, |_| true, buf);
             let sorted = found.into_sorted_vec();
             let chosen = self.select(&sorted, self.params.m, &mut scratch);
