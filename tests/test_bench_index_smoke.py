@@ -41,3 +41,26 @@ def test_bench_index_quick(tmp_path):
     text = table.read_text()
     for name in ("mlvec", "faiss", "hnswlib", "usearch", "Best queries/s", "GB/s"):
         assert name in text, name
+
+
+@pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss-cpu not installed")
+def test_bench_index_graph_only_with_build_memory(tmp_path):
+    table = tmp_path / "t.md"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benches" / "bench_index.py"),
+            *("--quick", "--skip-real", "--synthetic-n", "2000", "--single-queries", "5", "--threads", "1"),
+            *("--hnsw-only", "--build-memory", "--peers", "faiss", "--hnsw-kinds", "HNSW8_40,SQ8"),
+            *("--removal", "0.5"),
+            *("--table", str(table)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = table.read_text()
+    for name in ("HNSW8_40,SQ8", "faiss", "Best queries/s", "Peak build memory", "faiss HNSW32", "Removal"):
+        assert name in text, name
+    assert "IVF" not in text

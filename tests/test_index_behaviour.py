@@ -139,7 +139,10 @@ def test_state_errors():
     with pytest.raises(ValueError, match="at least 4"):
         index.train(x[:3])
     assert not index.is_trained
-    for bad in ["IVF0,Flat", "PQ5", "PQ8x3", "Flat,rescore", "LSH", "IVF4,SQ8,junk", "HNSW8,PQ4", "HNSW0", "HNSW1"]:
+    for bad in [
+        *("IVF0,Flat", "PQ5", "PQ8x3", "Flat,rescore", "LSH", "IVF4,SQ8,junk", "HNSW8,PQ4", "HNSW0", "HNSW1"),
+        *("HNSW8_", "HNSW8_0", "HNSW_40", "HNSW8_4x,SQ8", "HNSW8_40_2"),
+    ]:
         with pytest.raises(ValueError):
             mi.index_factory(16, bad)
     with pytest.raises(ValueError):
@@ -267,10 +270,15 @@ def test_config_and_factory_agree():
     assert graph.factory_string() == "HNSW16,SQ8"
     assert mi.index_factory(32, graph).kind == "HNSW16,SQ8"
     assert mi.index_factory(32, mi.IndexConfig(hnsw_m=8)).kind == "HNSW8"
+    efc = mi.IndexConfig(codec="sq8", hnsw_m=8, hnsw_ef_construction=40)
+    assert efc.factory_string() == "HNSW8_40,SQ8"
+    assert mi.index_factory(32, efc).kind == "HNSW8_40,SQ8"
     for bad in (
         mi.IndexConfig(codec="pq4", hnsw_m=8),
         mi.IndexConfig(nlist=4, hnsw_m=8),
         mi.IndexConfig(hnsw_m=0),
+        mi.IndexConfig(hnsw_m=8, hnsw_ef_construction=0),
+        mi.IndexConfig(hnsw_ef_construction=40),
     ):
         with pytest.raises(ValueError):
             bad.factory_string()

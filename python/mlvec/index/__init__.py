@@ -16,18 +16,21 @@ add vectors, search::
 Description grammar (case-insensitive, comma-separated)::
 
     spec   := [ "IVF" <nlist> "," ] codec [ "," "rescore" ]
-            | "HNSW" <M> [ "," "SQ8" ]          HNSW graph, M links per node (2M on layer 0), over
-                                                float32 vectors or SQ8 codes
+            | "HNSW" <M> [ "_" <efc> ] [ "," "SQ8" ]
+                                                HNSW graph, M links per node (2M on layer 0), over
+                                                float32 vectors or SQ8 codes; efc: ef_construction
     codec  := "Flat"                             float32 vectors, exact scores
             | "SQ8"                              1 byte per dimension (per-dimension min/step)
             | "PQ" <m> [ "x8" ]                  product quantization, m bytes per vector
             | "PQ" <m> "x4" [ "fs" ]             4-bit PQ with in-register table look-ups, m/2 bytes
             | "BIN" | "RaBitQ"                   1 bit per dimension after a random rotation
 
-HNSW graphs are built with ``ef_construction=200`` and searched with ``ef_search`` candidates
+HNSW graphs are built with ``ef_construction=200`` unless the description sets it
+(``"HNSW32_100,SQ8"``: M=32, ``ef_construction=100``) and searched with ``ef_search`` candidates
 (default 64, per call ``search(..., ef_search=...)``); ``train`` is a no-op for ``"HNSW<M>"`` and
-learns the per-dimension range for ``"HNSW<M>,SQ8"``. ``remove`` rebuilds the graph over the
-remaining vectors (the space is freed at once; it costs a rebuild, so batch removals). A loaded
+learns the per-dimension range for ``"HNSW<M>,SQ8"``. ``remove`` re-links the nodes that pointed
+to removed ones (from their neighbours' neighbours) and copies the rest into fresh arrays, so the
+space is freed at once; each call copies the index, so batch removals. A loaded
 HNSW index is held in memory even with ``mmap=True`` (its links are updated in place).
 
 ``rescore`` also keeps the float32 vectors (in memory, or memory-mapped after
@@ -85,6 +88,8 @@ class IndexConfig:
         rescore: keep float32 vectors and re-rank quantized candidates exactly.
         hnsw_m: build an HNSW graph with this many links per node instead of inverted lists
             (``codec`` ``"flat"`` or ``"sq8"``; ``nlist``, ``pq_m`` and ``rescore`` must be unset).
+        hnsw_ef_construction: candidate list size while inserting into the graph (default 200;
+            smaller builds faster, larger gives a better graph). Only with ``hnsw_m``.
 
     Example::
 
@@ -92,6 +97,8 @@ class IndexConfig:
         'IVF1024,PQ48x4,rescore'
         >>> IndexConfig(codec="sq8", hnsw_m=32).factory_string()
         'HNSW32,SQ8'
+        >>> IndexConfig(codec="sq8", hnsw_m=32, hnsw_ef_construction=100).factory_string()
+        'HNSW32_100,SQ8'
     """
 
     codec: Literal["flat", "sq8", "pq8", "pq4", "binary"] = "flat"
@@ -99,6 +106,7 @@ class IndexConfig:
     pq_m: int | None = None
     rescore: bool = False
     hnsw_m: int | None = None
+    hnsw_ef_construction: int | None = None
 
     def factory_string(self) -> str:
         """The description string of this configuration."""
@@ -110,7 +118,13 @@ class IndexConfig:
             codec = self.codec.lower()
             if codec not in ("flat", "sq8"):
                 raise ValueError(f"codec: HNSW stores 'flat' or 'sq8' vectors, got {self.codec!r}")
-            return f"HNSW{self.hnsw_m}" + (",SQ8" if codec == "sq8" else "")
+            efc = self.hnsw_ef_construction
+            if efc is not None and efc < 1:
+                raise ValueError(f"hnsw_ef_construction: must be >= 1, got {efc}")
+            head = f"HNSW{self.hnsw_m}" + (f"_{efc}" if efc is not None else "")
+            return head + (",SQ8" if codec == "sq8" else "")
+        if self.hnsw_ef_construction is not None:
+            raise ValueError("hnsw_ef_construction: only applies to an HNSW graph (set hnsw_m)")
         if self.nlist < 0:
             raise ValueError(f"nlist: must be >= 0, got {self.nlist}")
         codec = self.codec.lower()

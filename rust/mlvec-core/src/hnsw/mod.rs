@@ -5,8 +5,9 @@
 //!   parallel insertion on [`crate::threads`] with striped per-node locks, incremental `add`.
 //! - Filtered search walks through rejected nodes and switches to an exact scan of the allowed
 //!   set when that is cheaper (few allowed points), so recall does not collapse.
-//! - `remove` marks ids deleted (they stop appearing in results at once); `compact` rebuilds the
-//!   graph over the live vectors, freeing the space.
+//! - `remove` marks ids deleted (they stop appearing in results at once); `compact` re-links the
+//!   live nodes that pointed to removed ones (heuristic over their neighbours' neighbours), then
+//!   copies the live nodes into fresh arrays, freeing the space.
 //! - [`Hnsw::to_parts`] / [`Hnsw::from_parts`] expose the whole index as plain arrays for a
 //!   persistence layer (the round trip is exact).
 //!
@@ -446,7 +447,8 @@ impl Hnsw {
         each!(&mut self.inner, |g| g.remove(ids))
     }
 
-    /// Free the space of removed vectors by rebuilding the graph over the live ones.
+    /// Free the space of removed vectors: re-link the nodes that pointed to them, then copy the
+    /// live nodes (in their order) into fresh arrays.
     pub fn compact(&mut self) {
         each!(&mut self.inner, |g| g.compact())
     }

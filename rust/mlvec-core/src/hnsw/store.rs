@@ -5,7 +5,7 @@
 //! plain f32 rows and SQ8 codes (one byte per dimension, per-dimension min/max) with asymmetric
 //! distances (the query stays f32).
 
-use super::distance::{kernels, prefetch, Kernels};
+use super::distance::{i16_query_limit, kernels, prefetch, Kernels};
 use super::Metric;
 
 /// A vector store the HNSW graph runs over. Distances are "lower is closer": `-<q, x>` for inner
@@ -158,9 +158,46 @@ pub struct Sq8Store {
 
 /// A query against SQ8 codes: inner product `= c + <a, code>` with `a = q ∘ scale`,
 /// `c = <q, min>`; L2 `= |a - scale ∘ code|²` with `a = q - min`.
+///
+/// For inner products `a` is also rounded to i16 (`a ≈ a_scale * ai`, `|ai|` up to
+/// [`i16_query_limit`]) so `<a, code>` runs as an exact integer dot product: three times fewer
+/// instructions than widening codes to f32, and the rounding (relative 1/20,000 of the largest
+/// `|a_j|` at 384 dimensions) is far below the 8-bit code's own error.
 pub struct Sq8Query {
     a: Vec<f32>,
     c: f32,
+    ai: Vec<i16>,
+    a_scale: f32,
+}
+
+/// Dimensions up to which the i16 query path is used (its step stays below 1/1,000 of the range).
+const I16_MAX_DIM: usize = 8192;
+
+impl Sq8Query {
+    fn new(a: Vec<f32>, c: f32, int: bool) -> Self {
+        let amax = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if !int || amax == 0.0 || a.len() > I16_MAX_DIM {
+            return Self {
+                a,
+                c,
+                ai: Vec::new(),
+                a_scale: 0.0,
+            };
+        }
+        let lim = i16_query_limit(a.len()) as f32;
+        let a_scale = amax / lim;
+        let inv = lim / amax;
+        // Round half away from zero by hand: `f32::round` is a library call here, and this
+        // runs for every node inserted and every link list re-selected while building.
+        let ai = a
+            .iter()
+            .map(|x| {
+                let v = (x * inv).clamp(-lim, lim);
+                (v + 0.5f32.copysign(v)) as i16
+            })
+            .collect();
+        Self { a, c, ai, a_scale }
+    }
 }
 
 impl Sq8Store {
@@ -266,14 +303,12 @@ impl VectorStore for Sq8Store {
 
     fn prepare(&self, q: &[f32]) -> Sq8Query {
         match self.metric {
-            Metric::L2 => Sq8Query {
-                a: q.iter().zip(&self.min).map(|(x, m)| x - m).collect(),
-                c: 0.0,
-            },
-            Metric::Ip | Metric::Cosine => Sq8Query {
-                a: q.iter().zip(&self.scale).map(|(x, s)| x * s).collect(),
-                c: q.iter().zip(&self.min).map(|(x, m)| x * m).sum(),
-            },
+            Metric::L2 => Sq8Query::new(q.iter().zip(&self.min).map(|(x, m)| x - m).collect(), 0.0, false),
+            Metric::Ip | Metric::Cosine => Sq8Query::new(
+                q.iter().zip(&self.scale).map(|(x, s)| x * s).collect(),
+                q.iter().zip(&self.min).map(|(x, m)| x * m).sum(),
+                true,
+            ),
         }
     }
 
@@ -281,6 +316,9 @@ impl VectorStore for Sq8Store {
     fn dist(&self, q: &Sq8Query, i: u32) -> f32 {
         match self.metric {
             Metric::L2 => (self.k.l2_u8)(&q.a, &self.scale, self.code(i)),
+            Metric::Ip | Metric::Cosine if !q.ai.is_empty() => {
+                -(q.c + q.a_scale * (self.k.dot_i16_u8)(&q.ai, self.code(i)) as f32)
+            }
             Metric::Ip | Metric::Cosine => -(q.c + (self.k.dot_u8)(&q.a, self.code(i))),
         }
     }
@@ -310,7 +348,7 @@ impl VectorStore for Sq8Store {
     #[inline(always)]
     fn prefetch(&self, i: u32) {
         let p = self.codes.as_ptr().wrapping_add(i as usize * self.dim);
-        for line in 0..self.dim.div_ceil(64).min(4) {
+        for line in 0..self.dim.div_ceil(64).min(8) {
             prefetch(p.wrapping_add(line * 64));
         }
     }

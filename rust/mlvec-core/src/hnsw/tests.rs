@@ -357,3 +357,77 @@ fn sq8_range_grows_when_later_batches_exceed_it() {
     let r = recall(&got, &want);
     assert!(r >= 0.85, "recall {r}");
 }
+
+#[test]
+fn sq8_inner_product_matches_decoded_fp64_reference() {
+    use store::VectorStore;
+    // The i16-query path must agree with the inner product of the query and the decoded codes.
+    for dim in [3usize, 64, 100, 384] {
+        let data = clustered(200, dim, 5, dim as u64);
+        let mut st = Sq8Store::new(dim, Metric::Ip);
+        st.extend(&data, false);
+        let mut dec = Vec::new();
+        for qi in 0..5 {
+            let q = &data[qi * 7 * dim..][..dim];
+            let pq = st.prepare(q);
+            for i in 0..200u32 {
+                st.decode(i, &mut dec);
+                let want: f64 = q.iter().zip(&dec).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let scale: f64 = q
+                    .iter()
+                    .zip(&dec)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
+                let got = -st.dist(&pq, i) as f64;
+                assert!(
+                    (got - want).abs() <= 1e-3 * (1.0 + scale),
+                    "dim {dim}, query {qi}, row {i}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn compact_after_heavy_removal_keeps_recall_and_reachability() {
+    for storage in [Storage::F32, Storage::Sq8] {
+        let (mut h, data, ids, queries) = build(Metric::L2, storage);
+        // Remove 70 % of the points, in a pattern that empties whole neighbourhoods.
+        let gone: Vec<u64> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i * 7) % 10 < 7)
+            .map(|(_, &id)| id)
+            .collect();
+        h.remove(&gone).unwrap();
+        h.compact();
+        assert_eq!((h.len(), h.n_deleted()), (N - gone.len(), 0));
+        let dead = |id: u64| gone.binary_search(&id).is_ok();
+        let want: Vec<Vec<u64>> = queries
+            .chunks_exact(D)
+            .map(|q| exact(&data, &ids, q, 10, Metric::L2, |id| !dead(id)))
+            .collect();
+        let got = search_all(&h, &queries, 10, 128, None);
+        assert!(got.iter().flatten().all(|&id| !dead(id)));
+        let r = recall(&got, &want);
+        assert!(r >= 0.9, "{storage:?}: recall after compact {r}");
+        // Every remaining point is still reachable: searching for its own vector finds it.
+        let live: Vec<usize> = (0..N).filter(|&i| !dead(ids[i])).collect();
+        let found = live
+            .iter()
+            .filter(|&&i| {
+                let hits = h.search(&data[i * D..(i + 1) * D], 3, Some(64), None).unwrap();
+                hits.iter().any(|x| x.1 == ids[i])
+            })
+            .count();
+        assert!(
+            found as f64 >= 0.99 * live.len() as f64,
+            "{storage:?}: {found} of {} found",
+            live.len()
+        );
+        // The compacted graph still takes inserts that link into it.
+        h.add(&data[..D], Some(&gone[..1])).unwrap();
+        let hit = h.search(&data[..D], 1, Some(64), None).unwrap();
+        assert_eq!(hit[0].1, gone[0]);
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! spec    := [ "IVF" <nlist> "," ] codec [ "," "rescore" ]
-//!          | "HNSW" <M> [ "," "SQ8" ]            (graph indexes; reserved, built separately)
+//!          | "HNSW" <M> [ "_" <efc> ] [ "," "SQ8" ]  HNSW graph over float32 vectors or SQ8 codes
 //! codec   := "Flat"                               full-precision float32
 //!          | "SQ8"                                8-bit scalar quantization
 //!          | "PQ" <m> [ "x8" ]                    product quantization, m bytes per vector
@@ -10,10 +10,14 @@
 //!          | "BIN" | "RaBitQ"                     1 bit per dimension after a random rotation
 //! ```
 //!
+//! `HNSW<M>` links each node to `M` neighbours (`2M` on the bottom layer); the optional `_<efc>`
+//! sets `ef_construction`, the candidate list size while inserting (default 200: larger builds
+//! slower and gives a better graph), e.g. `"HNSW32_100,SQ8"`.
+//!
 //! `rescore` keeps the full-precision vectors (in memory, or memory-mapped after
 //! `load(mmap=True)`) and re-ranks the best quantized candidates exactly.
 //! Examples: `"Flat"`, `"IVF1024,Flat"`, `"IVF1024,SQ8"`, `"IVF1024,PQ48x4,rescore"`,
-//! `"PQ32"`, `"IVF256,BIN,rescore"`.
+//! `"PQ32"`, `"IVF256,BIN,rescore"`, `"HNSW16"`, `"HNSW32_100,SQ8"`.
 
 use crate::{Error, Result};
 use std::fmt;
@@ -43,6 +47,8 @@ pub struct IndexSpec {
     pub rescore: bool,
     /// `Some(M)` for graph indexes (not built by this module).
     pub hnsw_m: Option<usize>,
+    /// `ef_construction` of a graph index when the description sets it (`HNSW<M>_<efc>`).
+    pub hnsw_efc: Option<usize>,
 }
 
 impl IndexSpec {
@@ -73,10 +79,18 @@ pub fn parse(s: &str) -> Result<IndexSpec> {
         codec: CodecSpec::Flat,
         rescore: false,
         hnsw_m: None,
+        hnsw_efc: None,
     };
     let first = parts.first().cloned().unwrap_or_default();
-    if let Some(m) = first.strip_prefix("hnsw") {
+    if let Some(body) = first.strip_prefix("hnsw") {
+        let (m, efc) = match body.split_once('_') {
+            None => (body, None),
+            Some((m, efc)) => (m, Some(efc)),
+        };
         spec.hnsw_m = Some(num(s, &first, m)?);
+        if let Some(efc) = efc {
+            spec.hnsw_efc = Some(num(s, &format!("{first} (ef_construction)"), efc)?);
+        }
         match parts.get(1).map(String::as_str) {
             None => {}
             Some("sq8") => spec.codec = CodecSpec::Sq8,
@@ -136,6 +150,9 @@ impl fmt::Display for IndexSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(m) = self.hnsw_m {
             write!(f, "HNSW{m}")?;
+            if let Some(efc) = self.hnsw_efc {
+                write!(f, "_{efc}")?;
+            }
             if self.codec == CodecSpec::Sq8 {
                 write!(f, ",SQ8")?;
             }
@@ -168,6 +185,13 @@ mod tests {
         assert_eq!(s.nlist, 1024);
         assert_eq!(s.codec, CodecSpec::Pq4 { m: 48 });
         assert!(s.rescore);
+        let h = parse("HNSW32_100,SQ8").unwrap();
+        assert_eq!(
+            (h.hnsw_m, h.hnsw_efc, h.codec),
+            (Some(32), Some(100), CodecSpec::Sq8)
+        );
+        let h = parse("HNSW16").unwrap();
+        assert_eq!((h.hnsw_m, h.hnsw_efc, h.codec), (Some(16), None, CodecSpec::Flat));
         for ok in [
             "Flat",
             "IVF16,Flat",
@@ -177,6 +201,8 @@ mod tests {
             "IVF4,BIN,rescore",
             "HNSW32",
             "HNSW16,SQ8",
+            "HNSW32_100",
+            "hnsw24_64,sq8",
         ] {
             let p = parse(ok).unwrap();
             assert_eq!(parse(&p.to_string()).unwrap(), p, "{ok}");
@@ -190,6 +216,11 @@ mod tests {
             "Flat,rescore",
             "IVF4,SQ8,junk",
             "HNSW8,PQ4",
+            "HNSW16_",
+            "HNSW16_0",
+            "HNSW_100",
+            "HNSW16_x,SQ8",
+            "HNSW16_100_5",
             "LSH",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

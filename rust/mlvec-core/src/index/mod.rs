@@ -9,7 +9,7 @@
 //!
 //! `HNSW<M>` and `HNSW<M>,SQ8` hold a [`crate::hnsw::Hnsw`] graph behind the same API: ids,
 //! validation, filters (allow-lists become node sets), removal (mark, then compaction that
-//! rebuilds the graph over the live vectors) and the file format (the graph's parts as named
+//! re-links the removed nodes' neighbourhoods and frees their space) and the file format (the graph's parts as named
 //! arrays) are this module's.
 
 pub mod binary;
@@ -194,7 +194,7 @@ impl Index {
                 };
                 let params = crate::hnsw::Params {
                     m,
-                    ef_construction: HNSW_EF_CONSTRUCTION,
+                    ef_construction: spec.hnsw_efc.unwrap_or(HNSW_EF_CONSTRUCTION),
                     ef_search: HNSW_EF_SEARCH,
                     seed,
                 };
@@ -516,7 +516,8 @@ impl Index {
         if let Some(g) = &mut self.graph {
             let uids: Vec<u64> = ids.iter().map(|&i| i as u64).collect();
             g.remove(&uids)?;
-            // Rebuild over the live vectors now, so the space is really freed (as for lists).
+            // Compact now (re-link around the removed nodes, copy the live ones), so the space is
+            // really freed, as for lists.
             g.compact();
             self.sync_graph_ids();
             return Ok(ids.len());
@@ -1287,6 +1288,9 @@ fn load_graph(
     if Some(params.m) != spec.hnsw_m {
         return Err(bad("m"));
     }
+    if spec.hnsw_efc.is_some_and(|e| e != params.ef_construction) {
+        return Err(bad("ef_construction"));
+    }
     let entry_point = match &h["entry_point"] {
         serde_json::Value::Null => None,
         v => Some(
@@ -1484,6 +1488,7 @@ mod tests {
             // is the hard case; tests/test_index_recall.py holds the in-distribution floors.
             ("HNSW16", 0.75),
             ("HNSW16,SQ8", 0.75),
+            ("HNSW16_100,SQ8", 0.75),
         ] {
             let mut idx = Index::new(d, kind, Metric::Ip, 0).unwrap();
             idx.train(&db).unwrap();
@@ -1512,6 +1517,9 @@ mod tests {
                 let (s2, ids2) = back.search(&qs, k, &p, None).unwrap();
                 assert_eq!(ids, ids2, "{kind}");
                 assert_eq!(s, s2, "{kind}");
+                if let Some(g) = back.graph() {
+                    assert_eq!(g.params(), idx.graph().unwrap().params(), "{kind}");
+                }
             }
             let removed: Vec<i64> = (0..n as i64).step_by(3).collect();
             idx.remove(&removed).unwrap();
@@ -1520,5 +1528,14 @@ mod tests {
             assert!(ids3.iter().all(|&i| i % 3 != 0), "{kind}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hnsw_description_sets_ef_construction() {
+        for (kind, m, efc) in [("HNSW16", 16, HNSW_EF_CONSTRUCTION), ("HNSW24_40,SQ8", 24, 40)] {
+            let idx = Index::new(8, kind, Metric::L2, 0).unwrap();
+            let p = idx.graph().unwrap().params();
+            assert_eq!((p.m, p.ef_construction), (m, efc), "{kind}");
+        }
     }
 }
