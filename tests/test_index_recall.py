@@ -74,7 +74,9 @@ KINDS = [
 
 
 @pytest.mark.parametrize(("kind", "params", "floor"), KINDS)
-@settings(max_examples=3, deadline=None)
+# A fixed example sequence: the floors are statistical (30 queries), so an unlucky random draw
+# (k = 1 with queries far from the data) must not make one run fail and the next pass.
+@settings(max_examples=3, deadline=None, derandomize=True, database=None)
 @given(
     n=st.integers(1200, 2500),
     d=st.sampled_from([16, 32, 64]),
