@@ -32,6 +32,11 @@ def siglip_loss(
     ``logit_scale`` is the multiplier (exponentiated, as open_clip passes it). Tiled: memory
     O(B * d + tile^2). Distributed arguments and gradient convention as in :func:`clip_loss`.
 
+    When autograd will need gradients (grad mode on and an input requiring grad), the loss and
+    all gradients come from one sweep over the tiles (three GEMMs per tile instead of four for
+    a separate forward and backward); the O(B * d) gradients are held until ``backward``. For
+    evaluation, call it under ``torch.no_grad()`` to get the value alone.
+
     Args:
         features_a: ``[B_a, d]`` float32/float16/bfloat16/float64.
         features_b: ``[B_b, d]`` same dtype and device.
