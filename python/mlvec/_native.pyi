@@ -338,9 +338,6 @@ def contrastive_softmax_grad(
 def contrastive_sigmoid_loss(tile: NDArray[np.float32], bias: float) -> float:
     """``sum(softplus(tile + bias))`` of a ``[n, m]`` float32 tile, accumulated in float64."""
 
-def contrastive_sigmoid_grad(tile: NDArray[np.float32], bias: float, factor: float) -> float:
-    """In place: ``tile = factor * sigmoid(tile + bias)``; returns the sum of the new tile."""
-
 def contrastive_sigmoid_loss_grad(
     tile: NDArray[np.float32], bias: float, factor: float
 ) -> tuple[float, float]:

@@ -335,13 +335,10 @@ def _tile_grads_native(
     eps = pb.smoothing
     na_glob, nb_glob = sum(pb.sizes_a), sum(pb.sizes_b)
     if pb.kind == "sigmoid":
-        loss = 0.0
-        if with_loss:
-            pos = float(lr[pr, pc - g0].sum(dtype=torch.float64)) + bias * len(pr)
-            sp, total = _native.contrastive_sigmoid_loss_grad(lr.detach().numpy(), bias, 1.0 / na_glob)
-            loss = (sp - pos) / na_glob
-        else:
-            total = _native.contrastive_sigmoid_grad(lr.detach().numpy(), bias, 1.0 / na_glob)
+        # The positives' logits before the kernel overwrites the tile (the loss needs them).
+        pos = float(lr[pr, pc - g0].sum(dtype=torch.float64)) + bias * len(pr) if with_loss else 0.0
+        sp, total = _native.contrastive_sigmoid_loss_grad(lr.detach().numpy(), bias, 1.0 / na_glob)
+        loss = (sp - pos) / na_glob if with_loss else 0.0
         lr[pr, pc - g0] -= 1.0 / na_glob
         return lr, None, total - len(pr) / na_glob, loss
     sym = pb.symmetric

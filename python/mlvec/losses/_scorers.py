@@ -49,13 +49,6 @@ class DenseScorer(Scorer):
         torch.addmm(d_rows, g, cols[0], out=d_rows)
         torch.addmm(d_cols, g.T, rows[0], out=d_cols)
 
-    def backward(self, rows, cols, g_rows, g_cols, cache, scale):
-        g = g_rows if g_cols is None else g_rows.add_(g_cols)
-        gb = g @ cols[0]
-        # d/dscale sum(G * A B^T) = sum(A * (G B)): O(tile * d) instead of another tile^2 pass.
-        d_scale = float((rows[0] * gb).sum(dtype=torch.float64))
-        return gb.mul_(scale), (g.T @ rows[0]).mul_(scale), d_scale
-
 
 def _packed(tokens: torch.Tensor, mask: torch.Tensor | None, bf16: bool):
     """A ``[n, L, d]`` token tensor as the native kernel's packed layout (views, no copies)."""

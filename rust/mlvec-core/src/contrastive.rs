@@ -2,8 +2,8 @@
 //!
 //! The tiled losses compute a `n x m` block of logits `L = A_tile @ B_tile^T` (a GEMM) and then
 //! need, per block, the row and column log-sum-exps (InfoNCE forward), the weight block
-//! `exp(L - shift_r) + exp(L - shift_c)` (InfoNCE backward), `sum softplus(L)` (SigLIP forward)
-//! or `sigmoid(L)` (SigLIP backward). Done as separate tensor operations that is several passes
+//! `exp(L - shift_r) + exp(L - shift_c)` (InfoNCE backward), `sum softplus(L)` (SigLIP value)
+//! and, in the same pass when gradients are wanted, `sigmoid(L)`. Done as separate tensor operations that is several passes
 //! over a block that does not fit in cache; here each is one pass over row chunks small enough to
 //! stay in L2, with vectorised `exp`/`ln` and rayon over the chunks on [`crate::threads`].
 //!
@@ -125,18 +125,6 @@ fn softplus_sigmoid(x: f32) -> (f32, f32) {
     let r = 1.0 / (1.0 + e);
     let sp = x.max(0.0) + log1p_01(e, r);
     (sp, if x >= 0.0 { r } else { e * r })
-}
-
-/// `1 / (1 + e^-x)` without overflow on either side.
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    let e = exp(-x.abs());
-    let r = 1.0 / (1.0 + e);
-    if x >= 0.0 {
-        r
-    } else {
-        e * r
-    }
 }
 
 #[inline(always)]
@@ -307,29 +295,6 @@ fn sigmoid_loss_chunk(chunk: &[f32], m: usize, bias: f32) -> f64 {
     total
 }
 
-#[inline(always)]
-fn sigmoid_grad_chunk(chunk: &mut [f32], m: usize, bias: f32, factor: f32) -> f64 {
-    let mut total = 0.0_f64;
-    for row in chunk.chunks_exact_mut(m) {
-        let mut acc = [0.0_f32; LANES];
-        let mut it = row.chunks_exact_mut(LANES);
-        for c in &mut it {
-            for k in 0..LANES {
-                let g = sigmoid(c[k] + bias) * factor;
-                c[k] = g;
-                acc[k] += g;
-            }
-        }
-        let mut rest = 0.0_f32;
-        for v in it.into_remainder() {
-            *v = sigmoid(*v + bias) * factor;
-            rest += *v;
-        }
-        total += f64::from(rest) + acc.iter().map(|&a| f64::from(a)).sum::<f64>();
-    }
-    total
-}
-
 /// SigLIP forward and backward of a chunk in one sweep: writes `factor * sigmoid(x + bias)` in
 /// place and returns `(sum softplus(x + bias), sum of what it wrote)`.
 #[inline(always)]
@@ -419,8 +384,6 @@ dispatch!(sigmoid_loss_grad_simd, sigmoid_loss_grad_chunk,
 dispatch!(softmax_grad_simd, softmax_grad_chunk,
     (chunk: &mut [f32], m: usize, bias: f32, shift_r: &[f32], shift_c: Option<&[f32]>) -> ());
 dispatch!(sigmoid_loss_simd, sigmoid_loss_chunk, (chunk: &[f32], m: usize, bias: f32) -> f64);
-dispatch!(sigmoid_grad_simd, sigmoid_grad_chunk,
-    (chunk: &mut [f32], m: usize, bias: f32, factor: f32) -> f64);
 
 // -------------------------------------------------------------------------------------------
 // Public entry points
@@ -511,19 +474,6 @@ pub fn sigmoid_loss(tile: &[f32], n: usize, m: usize, bias: f32) -> Result<f64> 
     }))
 }
 
-/// SigLIP backward, in place: `W_ij = factor * sigmoid(L_ij + bias)`; returns `sum_ij W_ij`.
-pub fn sigmoid_grad(tile: &mut [f32], n: usize, m: usize, bias: f32, factor: f32) -> Result<f64> {
-    check_tile(tile.len(), n, m)?;
-    let rows = chunk_rows(m);
-    Ok(crate::threads::install(|| {
-        tile.par_chunks_mut(rows * m)
-            .map(|chunk| sigmoid_grad_simd(chunk, m, bias, factor))
-            .collect::<Vec<f64>>()
-            .iter()
-            .sum()
-    }))
-}
-
 /// SigLIP forward and backward of one tile in a single pass: writes
 /// `W_ij = factor * sigmoid(L_ij + bias)` in place and returns
 /// `(sum_ij softplus(L_ij + bias), sum_ij W_ij)`.
@@ -577,9 +527,9 @@ mod tests {
             let sp = (-f64::from(x).abs()).exp().ln_1p() + f64::from(x).max(0.0);
             close(f64::from(softplus(x)), sp, 3e-7, 1e-30);
             let sg = 1.0 / (1.0 + (-f64::from(x)).exp());
-            close(f64::from(sigmoid(x)), sg, 3e-7, 1e-37);
             let (sp2, sg2) = softplus_sigmoid(x);
-            assert_eq!((sp2, sg2), (softplus(x), sigmoid(x)));
+            close(f64::from(sg2), sg, 3e-7, 1e-37);
+            assert_eq!(sp2, softplus(x));
             x += 0.0137;
         }
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
@@ -668,7 +618,7 @@ mod tests {
             .sum();
         close(got, want, 1e-6, 0.0);
         let mut t = orig.clone();
-        let s = sigmoid_grad(&mut t, n, m, bias, 0.5).unwrap();
+        let (_, s) = sigmoid_loss_grad(&mut t, n, m, bias, 0.5).unwrap();
         let mut want_sum = 0.0;
         for (g, &v) in t.iter().zip(orig.iter()) {
             let w = 0.5 / (1.0 + (-f64::from(v + bias)).exp());
@@ -724,63 +674,6 @@ mod tests {
         assert!(softmax_stats(&mut t, 2, 3, 0.0, &mut r, Some(&mut c)).is_err());
         assert!(softmax_grad(&mut t, 2, 3, 0.0, &r, Some(&c)).is_err());
         assert!(sigmoid_loss(&t, 0, 6, 0.0).is_err());
-        assert!(sigmoid_grad(&mut t, 6, 2, 0.0, 1.0).is_err());
         assert!(sigmoid_loss_grad(&mut t, 4, 2, 0.0, 1.0).is_err());
-    }
-}
-
-#[cfg(test)]
-mod probe {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn stats_probe() {
-        let (n, m) = (2048, 2048);
-        let orig: Vec<f32> = (0..n * m)
-            .map(|i| ((i * 7919 % 1000) as f32) * 0.01 - 5.0)
-            .collect();
-        let mut t = orig.clone();
-        let mut rl = vec![0.0; n];
-        let mut cl = vec![0.0; m];
-        for cols in [false, true, false, true] {
-            let t0 = std::time::Instant::now();
-            for _ in 0..10 {
-                t.copy_from_slice(&orig);
-                softmax_stats(
-                    &mut t,
-                    n,
-                    m,
-                    0.0,
-                    &mut rl,
-                    if cols { Some(&mut cl) } else { None },
-                )
-                .unwrap();
-            }
-            println!("cols={cols}: {:?} per tile (incl copy)", t0.elapsed() / 10);
-        }
-        let t0 = std::time::Instant::now();
-        for _ in 0..10 {
-            t.copy_from_slice(&orig);
-        }
-        println!("copy: {:?}", t0.elapsed() / 10);
-        let sr = vec![20.0_f32; n];
-        let sc = vec![20.0_f32; m];
-        let t0 = std::time::Instant::now();
-        for _ in 0..10 {
-            t.copy_from_slice(&orig);
-            softmax_grad(&mut t, n, m, 0.0, &sr, Some(&sc)).unwrap();
-        }
-        println!("grad both: {:?}", t0.elapsed() / 10);
-        let t0 = std::time::Instant::now();
-        for _ in 0..10 {
-            t.copy_from_slice(&orig);
-            sigmoid_loss_grad(&mut t, n, m, -10.0, 1e-4).unwrap();
-        }
-        println!("sigmoid loss+grad: {:?}", t0.elapsed() / 10);
-        let t0 = std::time::Instant::now();
-        for _ in 0..10 {
-            sigmoid_loss(&orig, n, m, -10.0).unwrap();
-        }
-        println!("sigmoid loss: {:?}", t0.elapsed() / 10);
     }
 }

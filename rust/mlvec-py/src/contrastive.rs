@@ -91,21 +91,6 @@ pub fn contrastive_sigmoid_loss(py: Python<'_>, tile: &Bound<'_, PyAny>, bias: f
         .py()
 }
 
-/// SigLIP tile gradient `factor * sigmoid(tile + bias)` in place; returns its sum. See `_native.pyi`.
-#[pyfunction]
-pub fn contrastive_sigmoid_grad(
-    py: Python<'_>,
-    tile: &Bound<'_, PyAny>,
-    bias: f32,
-    factor: f32,
-) -> PyResult<f64> {
-    let mut t = tile_arg(tile)?;
-    let (n, m) = (t.shape()[0], t.shape()[1]);
-    let data = t.as_slice_mut().expect("checked contiguous");
-    py.allow_threads(|| mlvec_core::contrastive::sigmoid_grad(data, n, m, bias, factor))
-        .py()
-}
-
 /// SigLIP tile loss and gradient in one pass: writes `factor * sigmoid(tile + bias)` in place;
 /// returns `(sum softplus(tile + bias), sum of the gradient)`. See `_native.pyi`.
 #[pyfunction]

@@ -74,7 +74,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(contrastive::contrastive_softmax_stats, m)?)?;
     m.add_function(wrap_pyfunction!(contrastive::contrastive_softmax_grad, m)?)?;
     m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_loss, m)?)?;
-    m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_grad, m)?)?;
     m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_loss_grad, m)?)?;
     m.add_class::<hnsw::HnswIndex>()?;
     m.add_class::<index::PyIndex>()?;
