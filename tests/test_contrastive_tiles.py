@@ -44,7 +44,8 @@ def test_sigmoid():
     got = _native.contrastive_sigmoid_loss(t.numpy(), -3.0)
     assert got == pytest.approx(float(torch.nn.functional.softplus(x, threshold=1e9).sum()), rel=1e-6)
     buf = t.clone().numpy()
-    s = _native.contrastive_sigmoid_grad(buf, -3.0, 0.25)
+    loss, s = _native.contrastive_sigmoid_loss_grad(buf, -3.0, 0.25)
+    assert loss == pytest.approx(got, rel=1e-6)
     want = torch.sigmoid(x) * 0.25
     torch.testing.assert_close(torch.from_numpy(buf).double(), want, rtol=1e-5, atol=1e-30)
     assert s == pytest.approx(float(want.sum()), rel=1e-6)
@@ -58,4 +59,4 @@ def test_bad_input():
     with pytest.raises(ValueError, match="shift_r"):
         _native.contrastive_softmax_grad(np.zeros((3, 4), np.float32), 0.0, np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="empty"):
-        _native.contrastive_sigmoid_grad(np.zeros((0, 4), np.float32), 0.0, 1.0)
+        _native.contrastive_sigmoid_loss_grad(np.zeros((0, 4), np.float32), 0.0, 1.0)
