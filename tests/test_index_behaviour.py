@@ -339,3 +339,33 @@ def test_hnsw_file_with_an_inconsistent_graph_is_rejected(tmp_path):
     with pytest.raises(mlvec.FormatError, match="out of range"):
         mi.load(bad)
     assert len(mi.load(path)) == 300
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_sq8_memory_is_codes_slots_norms_and_centroids(metric):
+    """A bulk add sizes each list exactly; default (sequential) ids are not stored."""
+    n, d, nlist = 4000, 32, 16
+    index, _ = built(f"IVF{nlist},SQ8", n=n, d=d, metric=metric)
+    per_vector = d + 4 + (4 if metric == "l2" else 0)  # code, slot, squared norm for L2
+    params = 4 * nlist * (d + 1) + 8 * d  # centroids + their norms, per-dimension min and step
+    assert index.memory_usage() == n * per_vector + params
+    # Explicit ids that are not the slot numbers cost 8 bytes each.
+    explicit, _ = built(f"IVF{nlist},SQ8", n=n, d=d, metric=metric, ids=np.arange(n) * 2 + 1)
+    assert explicit.memory_usage() == index.memory_usage() + 8 * n
+    # Sequential ids survive persistence and give the same results as stored ones.
+    assert index.ids().tolist() == list(range(n))
+
+
+def test_sequential_ids_switch_to_stored_when_broken():
+    index, db = built("IVF8,Flat", n=1000, metric="l2")  # exact: a vector is its own nearest
+    index.remove([999])
+    base = index.memory_usage()  # removing the last slot keeps ids sequential
+    assert index.ids().tolist() == list(range(999))
+    index.remove([5])
+    assert index.ids().tolist() == [i for i in range(999) if i != 5]
+    assert index.memory_usage() >= 8 * 998
+    index.add(db[:3])  # default ids continue after the largest id ever given (999 is not reused)
+    assert index.ids().tolist()[-3:] == [1000, 1001, 1002]
+    s, i = index.search(db[10:11], 1, nprobe=8)
+    assert i[0, 0] == 10
+    assert index.memory_usage() > base

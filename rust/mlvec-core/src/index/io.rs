@@ -103,6 +103,15 @@ impl<T: Pod> Buf<T> {
         }
     }
 
+    /// Bytes this array accounts for in an index's size: the allocation when owned (capacity
+    /// included), the mapped length otherwise.
+    pub fn held_bytes(&self) -> usize {
+        match self {
+            Buf::Owned(_) => self.heap_bytes(),
+            Buf::Mapped { len, .. } => len * std::mem::size_of::<T>(),
+        }
+    }
+
     pub fn is_mapped(&self) -> bool {
         matches!(self, Buf::Mapped { .. })
     }

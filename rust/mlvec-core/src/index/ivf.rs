@@ -51,6 +51,42 @@ impl List {
         self.slots.is_empty()
     }
 
+    /// Make room for `extra` more entries: exactly when the list is empty (a bulk build leaves
+    /// no slack), geometrically otherwise (repeated small adds stay amortized O(1) each).
+    pub fn reserve(&mut self, lay: &Layout, extra: usize) {
+        fn grow<T: super::io::Pod>(v: &mut Vec<T>, want: usize, exact: bool) {
+            let more = want.saturating_sub(v.len());
+            if exact {
+                v.reserve_exact(more);
+            } else {
+                v.reserve(more);
+            }
+        }
+        if extra == 0 {
+            return;
+        }
+        let n = self.len() + extra;
+        let exact = self.is_empty();
+        grow(&mut self.slots, n, exact);
+        let code_bytes = match lay.fastscan_m {
+            Some(m) => fastscan::bytes_for(m, n),
+            None if lay.binary => binary::bytes_for(lay.code_size, n),
+            None => lay.code_size * n,
+        };
+        if code_bytes > 0 {
+            grow(self.codes.to_mut(), code_bytes, exact);
+        }
+        if lay.vec_dim > 0 {
+            grow(self.vecs.to_mut(), lay.vec_dim * n, exact);
+        }
+        if lay.aux > 0 && !lay.binary {
+            grow(self.aux.to_mut(), lay.aux * n, exact);
+        }
+        if lay.norms {
+            grow(self.norms.to_mut(), n, exact);
+        }
+    }
+
     /// Append one entry (infallible: validation happens before any list is touched).
     pub fn push(&mut self, lay: &Layout, e: Entry) {
         let pos = self.slots.len();
@@ -159,7 +195,9 @@ impl List {
     /// Bytes held (mapped storage included).
     pub fn bytes(&self) -> usize {
         self.slots.capacity() * 4
-            + self.codes.len()
-            + 4 * (self.vecs.len() + self.aux.len() + self.norms.len())
+            + self.codes.held_bytes()
+            + self.vecs.held_bytes()
+            + self.aux.held_bytes()
+            + self.norms.held_bytes()
     }
 }

@@ -17,6 +17,7 @@ pub mod factory;
 pub mod fastscan;
 pub mod filter;
 pub mod flat;
+pub mod ids;
 pub mod io;
 pub mod ivf;
 pub mod kmeans;
@@ -29,6 +30,7 @@ use crate::hnsw::{Hnsw, HnswParts, Storage};
 use crate::{Error, Result};
 use factory::{CodecSpec, IndexSpec};
 use filter::Bitmap;
+use ids::SlotIds;
 use io::Buf;
 use ivf::{Entry, Layout, List};
 use metric::{dot, l2sq, norm2, Metric};
@@ -133,7 +135,7 @@ pub struct Index {
     codec: Codec,
     lists: Vec<List>,
     /// User id of each slot.
-    ids: Buf<i64>,
+    ids: SlotIds,
     /// Full-precision vectors by slot, for exact re-scoring.
     raw: Option<FullVectors>,
     next_id: i64,
@@ -214,7 +216,7 @@ impl Index {
             cnorm: vec![0.0],
             codec: Codec::Flat,
             lists: vec![List::default()],
-            ids: Buf::default(),
+            ids: SlotIds::default(),
             raw: spec.rescore.then(|| FullVectors {
                 dim,
                 metric,
@@ -253,7 +255,7 @@ impl Index {
     /// Mirror the graph's node ids as the slot ids (after a graph mutation).
     fn sync_graph_ids(&mut self) {
         if let Some(g) = &self.graph {
-            self.ids = Buf::Owned(g.node_ids().iter().map(|&i| i as i64).collect());
+            self.ids = SlotIds::from_vec(g.node_ids().iter().map(|&i| i as i64).collect());
             self.id_map = OnceLock::new();
         }
     }
@@ -262,7 +264,7 @@ impl Index {
         self.lists.len()
     }
     /// The user ids, by slot.
-    pub fn ids(&self) -> &[i64] {
+    pub fn ids(&self) -> std::borrow::Cow<'_, [i64]> {
         self.ids.as_slice()
     }
     /// The stored full-precision vectors, when the index keeps them.
@@ -369,15 +371,20 @@ impl Index {
         Ok(())
     }
 
-    fn id_map(&self) -> &HashMap<i64, u32> {
-        self.id_map.get_or_init(|| {
+    /// The slot holding `id` (a lookup map is built on first need unless ids are sequential).
+    fn slot_of(&self, id: i64) -> Option<u32> {
+        if let Some(s) = self.ids.sequential_slot(id) {
+            return s;
+        }
+        let map = self.id_map.get_or_init(|| {
             self.ids
                 .as_slice()
                 .iter()
                 .enumerate()
                 .map(|(s, &id)| (id, s as u32))
                 .collect()
-        })
+        });
+        map.get(&id).copied()
     }
 
     /// Add `x` (`[n, dim]`) with the given non-negative ids (default: sequential from one past
@@ -406,9 +413,8 @@ impl Index {
                     ));
                 }
                 let mut seen = std::collections::HashSet::with_capacity(n);
-                let map = self.id_map();
                 for &i in ids {
-                    if !seen.insert(i) || map.contains_key(&i) {
+                    if !seen.insert(i) || self.slot_of(i).is_some() {
                         return Err(Error::invalid("ids", format!("duplicate id {i}")));
                     }
                 }
@@ -468,6 +474,13 @@ impl Index {
                 }
             });
         // Nothing below can fail: the index changes only now.
+        let mut per_list = vec![0usize; self.lists.len()];
+        for &l in &assign {
+            per_list[l as usize] += 1;
+        }
+        for (list, &extra) in self.lists.iter_mut().zip(&per_list) {
+            list.reserve(&lay, extra);
+        }
         let base = self.len() as u32;
         for i in 0..n {
             let row = &x[i * d..(i + 1) * d];
@@ -488,7 +501,7 @@ impl Index {
             raw.data.to_mut().extend_from_slice(x);
         }
         let top = new_ids.iter().copied().max().unwrap_or(-1);
-        self.ids.to_mut().extend_from_slice(&new_ids);
+        self.ids.extend(&new_ids);
         self.next_id = self.next_id.max(top + 1);
         self.id_map = OnceLock::new();
         Ok(())
@@ -497,12 +510,11 @@ impl Index {
     /// Remove the vectors with these ids and compact the storage. Unknown or repeated ids are
     /// an error (and nothing is removed). Returns the number removed.
     pub fn remove(&mut self, ids: &[i64]) -> Result<usize> {
-        let map = self.id_map();
         let mut gone = Bitmap::new(self.len());
         for &i in ids {
-            match map.get(&i) {
+            match self.slot_of(i) {
                 None => return Err(Error::invalid("ids", format!("unknown id {i}"))),
-                Some(&s) => {
+                Some(s) => {
                     if gone.contains(s) {
                         return Err(Error::invalid("ids", format!("id {i} given twice")));
                     }
@@ -537,10 +549,9 @@ impl Index {
         self.lists
             .par_iter_mut()
             .for_each(|l| l.compact(&lay, &is_gone, &ren));
-        let old_ids = self.ids.as_slice();
         let new_ids: Vec<i64> = (0..n)
             .filter(|&s| !gone.contains(s as u32))
-            .map(|s| old_ids[s])
+            .map(|s| self.ids.get(s))
             .collect();
         if let Some(raw) = &mut self.raw {
             let d = self.dim;
@@ -551,17 +562,16 @@ impl Index {
             }
             raw.data = Buf::Owned(v);
         }
-        self.ids = Buf::Owned(new_ids);
+        self.ids = SlotIds::from_vec(new_ids);
         self.id_map = OnceLock::new();
         Ok(ids.len())
     }
 
     /// An allow-list from user ids (ids not in the index are ignored).
     pub fn allow_ids(&self, ids: &[i64]) -> Bitmap {
-        let map = self.id_map();
         let mut b = Bitmap::new(self.len());
-        for i in ids {
-            if let Some(&s) = map.get(i) {
+        for &i in ids {
+            if let Some(s) = self.slot_of(i) {
                 b.insert(s);
             }
         }
@@ -571,7 +581,8 @@ impl Index {
     /// An allow-list from a mask indexed by user id (`mask[id]`; ids beyond it are excluded).
     pub fn allow_mask(&self, mask: &[bool]) -> Bitmap {
         let mut b = Bitmap::new(self.len());
-        for (s, &id) in self.ids.as_slice().iter().enumerate() {
+        for s in 0..self.len() {
+            let id = self.ids.get(s);
             if (id as usize) < mask.len() && mask[id as usize] {
                 b.insert(s as u32);
             }
@@ -868,11 +879,10 @@ impl Index {
         };
         let mut scores = vec![f32::NEG_INFINITY; nq * k];
         let mut ids = vec![-1i64; nq * k];
-        let uid = self.ids.as_slice();
         for (i, r) in results.into_iter().enumerate() {
             for (j, (s, slot)) in r.into_iter().take(k).enumerate() {
                 scores[i * k + j] = s;
-                ids[i * k + j] = uid[slot as usize];
+                ids[i * k + j] = self.ids.get(slot as usize);
             }
         }
         Ok((scores, ids))
@@ -1021,7 +1031,7 @@ impl Index {
     pub fn memory_usage(&self) -> usize {
         if let Some(g) = &self.graph {
             let map = self.id_map.get().map_or(0, |m| m.capacity() * 16);
-            return g.memory_usage() + map + 8 * self.ids.len();
+            return g.memory_usage() + map + self.ids.bytes();
         }
         let lists: usize = self.lists.iter().map(List::bytes).sum();
         let codec = match &self.codec {
@@ -1032,7 +1042,7 @@ impl Index {
         };
         let raw = self.raw.as_ref().map_or(0, |r| 4 * r.data.len());
         let map = self.id_map.get().map_or(0, |m| m.capacity() * 16);
-        lists + codec + raw + map + 8 * self.ids.len() + 4 * (self.centroids.len() + self.cnorm.len())
+        lists + codec + raw + map + self.ids.bytes() + 4 * (self.centroids.len() + self.cnorm.len())
     }
 
     /// Write the index to `path` atomically (see [`io`]).
@@ -1053,7 +1063,8 @@ impl Index {
         let norms = cat(&|l| l.norms.as_slice());
         let mut w = io::Writer::default();
         w.add("centroids", vec![self.lists.len(), self.dim], &self.centroids);
-        w.add("ids", vec![self.len()], self.ids.as_slice());
+        let ids = self.ids.as_slice();
+        w.add("ids", vec![self.len()], &ids);
         w.add("list_sizes", vec![sizes.len()], &sizes);
         w.add("list_slots", vec![cat_u32.len()], &cat_u32);
         w.add("list_codes", vec![cat_codes.len()], &cat_codes);
@@ -1136,14 +1147,14 @@ impl Index {
         idx.next_id = next_id;
         idx.centroids = r.array::<f32>("centroids", Some(nl * dim))?.as_slice().to_vec();
         idx.cnorm = idx.centroids.chunks_exact(dim).map(norm2).collect();
-        idx.ids = r.array::<i64>("ids", Some(count))?;
+        idx.ids = SlotIds::from_buf(r.array::<i64>("ids", Some(count))?);
         if let Some(g) = &idx.graph {
             let storage = g.storage();
             idx.graph = Some(load_graph(&r, path, m, spec, dim, metric, count, storage)?);
             idx.trained = trained;
             idx.next_id = next_id;
             // The graph owns copies of its arrays (its links are atomics), so the ids are owned too.
-            idx.ids = Buf::Owned(idx.ids.as_slice().to_vec());
+            idx.ids = SlotIds::from_vec(idx.ids.as_slice().into_owned());
             return Ok(idx);
         }
         if trained {
