@@ -476,7 +476,8 @@ impl<S: VectorStore> Graph<S> {
             vis.test_set(node);
             let found = self.search_layer::<false>(&q, &eps, layer, efc, vis, |_| true, buf);
             let sorted = found.into_sorted_vec();
-            let chosen = self.select(&sorted, self.params.m, &mut scratch);
+            let cap = if layer == 0 { self.m0() } else { self.params.m };
+            let chosen = self.select(&sorted, cap, &mut scratch);
             {
                 let _l = ctx.locks[node as usize % LOCK_STRIPES]
                     .lock()
