@@ -671,3 +671,91 @@ fn variant_streaming() {
         );
     }
 }
+
+/// The arithmetic ceiling behind the bf16/fp32 ratio: one thread's peak fp32 FMA rate
+/// (`vfmadd` on 512-bit registers) and peak `vdpbf16ps` rate (bf16 pairs, fp32 accumulation),
+/// 12 independent accumulators each, no memory traffic, and the documents per second they
+/// allow for the benchmark's case (one 32-token query against 300-token documents, d=128) on
+/// all threads (`cargo test --release -p mlvec-core -- --ignored --nocapture arithmetic_peak`).
+/// A bf16 document costs the same multiply-adds as an fp32 one (widened to fp32, or in pairs at
+/// the `vdpbf16ps` rate), so once fp32 documents stream at the memory's speed, bf16 ones can be
+/// faster only up to this ceiling, whatever the bytes saved. Prints, asserts nothing.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore]
+fn arithmetic_peak() {
+    use core::arch::x86_64::*;
+    const ACC: usize = 12;
+    const ITERS: usize = 20_000_000;
+
+    /// Keep the accumulators in registers yet opaque to the optimiser (no memory round trip).
+    #[target_feature(enable = "avx512f")]
+    fn opaque(acc: &mut [__m512; ACC]) {
+        for a in acc.iter_mut() {
+            // SAFETY: an empty asm block that only claims to read and write the register.
+            unsafe {
+                core::arch::asm!(
+                    "/* {0} */",
+                    inout(zmm_reg) * a,
+                    options(nomem, nostack, preserves_flags)
+                )
+            };
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn fma_peak() -> f64 {
+        let mut acc = [_mm512_set1_ps(1e-9); ACC];
+        let (x, y) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(0.999_999_9));
+        let t = std::time::Instant::now();
+        for _ in 0..ITERS {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, x, y);
+            }
+            opaque(&mut acc);
+        }
+        let s = t.elapsed().as_secs_f64();
+        std::hint::black_box(acc);
+        (ITERS * ACC * 16 * 2) as f64 / s / 1e9
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    fn dpbf16_peak() -> f64 {
+        let mut acc = [_mm512_set1_ps(1e-9); ACC];
+        // SAFETY: both types are 64 plain bytes.
+        let x = unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(0x3f80_3f80)) };
+        let t = std::time::Instant::now();
+        for _ in 0..ITERS {
+            for a in acc.iter_mut() {
+                *a = _mm512_dpbf16_ps(*a, x, x);
+            }
+            opaque(&mut acc);
+        }
+        let s = t.elapsed().as_secs_f64();
+        std::hint::black_box(acc);
+        (ITERS * ACC * 32 * 2) as f64 / s / 1e9
+    }
+
+    if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")) {
+        println!("this CPU lacks AVX-512F or AVX-512 BF16: nothing to measure");
+        return;
+    }
+    let median = |f: &dyn Fn() -> f64| {
+        let mut v: Vec<f64> = (0..5).map(|_| f()).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[2]
+    };
+    // SAFETY: the features were checked above.
+    let fma = median(&|| unsafe { fma_peak() });
+    let dp = median(&|| unsafe { dpbf16_peak() });
+    println!(
+        "one thread: fp32 FMA {fma:.1} GFLOP/s, vdpbf16ps {dp:.1} GFLOP/s ({:.2}x)",
+        dp / fma
+    );
+    let threads = crate::threads::num_threads() as f64;
+    let per_doc = (2 * 32 * 300 * 128) as f64;
+    println!(
+        "{threads} threads at the FMA peak: at most {:.0} docs/s (1 x 32 query tokens, 300-token documents, d=128)",
+        threads * fma * 1e9 / per_doc
+    );
+}
