@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 K = 10
 # M=32 with SQ8 codes reaches recall@10 0.95 on the e5 set at a lower ef than M=16, and
 # ef_construction=128 builds it in about half the time of 200 for nearly the same search curve.
-DEFAULT_HNSW_KINDS = ["HNSW16", "HNSW16,SQ8", "HNSW32_128,SQ8"]
+# HNSW32_40 is faiss's HNSW32 (M=32, efConstruction=40): the like-for-like build comparison.
+DEFAULT_HNSW_KINDS = ["HNSW16", "HNSW16,SQ8", "HNSW32_128,SQ8", "HNSW32_40"]
 REPEAT = 3  # timing repeats (median); 1 in --quick mode
 
 
@@ -461,8 +462,8 @@ def best_at(rows, target, col):
 
 def summary(rows, threads, target=0.95):
     out = [f"Best queries/s at recall@10 >= {target} (mlvec vs the best peer):", ""]
-    out.append("| mode | mlvec | best peer | ratio |")
-    out.append("|---|---|---|---|")
+    out.append("| mode | mlvec | best peer | ratio | memory ratio |")
+    out.append("|---|---|---|---|---|")
     for t in threads:
         for mode in ("batch", "single"):
             col = f"{mode}{t}"
@@ -477,14 +478,32 @@ def summary(rows, threads, target=0.95):
                     theirs = f"{peer[0]:,.0f} ({lib} {peer[1]}, {peer[2]:,.0f} B/vec)"
                 else:
                     theirs = "none reaches it"
-                out.append(f"| {label} | {mine} | {theirs} | n/a |")
+                out.append(f"| {label} | {mine} | {theirs} | n/a | n/a |")
                 continue
             lib, peer = max(peers.items(), key=lambda kv: kv[1][0])
             out.append(
                 f"| {label} | {ours[0]:,.0f} ({ours[1]}, {ours[2]:,.0f} B/vec) "
-                f"| {peer[0]:,.0f} ({lib} {peer[1]}, {peer[2]:,.0f} B/vec) | {ours[0] / peer[0]:.2f}x |"
+                f"| {peer[0]:,.0f} ({lib} {peer[1]}, {peer[2]:,.0f} B/vec) | {ours[0] / peer[0]:.2f}x "
+                f"| {ours[2] / peer[2]:.2f}x |"
             )
     return out
+
+
+def build_summary(rows):
+    """Graph build time with the same parameters and threads: mlvec HNSW32_40 vs faiss HNSW32."""
+    build = {}
+    for r in rows:
+        key = (r["lib"], r["index"])
+        if key in (("mlvec", "HNSW32_40"), ("faiss", "HNSW32")):
+            build[key[0]] = r["build"]
+    if len(build) < 2:
+        return []
+    m, f = build["mlvec"], build["faiss"]
+    return [
+        f"HNSW build, same parameters (M=32, efConstruction=40) and threads: mlvec HNSW32_40 {m:.1f} s, "
+        f"faiss HNSW32 {f:.1f} s ({m / f:.2f}x faiss's time)",
+        "",
+    ]
 
 
 def plot(all_rows, threads, path):
@@ -547,7 +566,7 @@ def run_dataset(name, db, q, metric, args, threads):
         rows += hnswlib_runs(db, q, truth, metric, threads, nq1, efs)
     if "usearch" in args.peers:
         rows += usearch_runs(db, q, truth, metric, threads, nq1, efs)
-    out += ["", *table(rows, threads), "", *summary(rows, threads)]
+    out += ["", *table(rows, threads), "", *summary(rows, threads), "", *build_summary(rows)]
     if args.build_memory:
         out += ["", *build_memory(db, metric, args.hnsw_kinds, max(threads), args.peers)]
     if args.removal:
