@@ -450,12 +450,20 @@ impl Index {
         let aw = lay.aux.max(1);
         let mut aux = vec![0f32; n * aw];
         let residual = self.residual_codec();
+        // L2 scores are ‖q‖² + norm − 2<q, x̂>. With the norm of the reconstruction x̂ (not of x)
+        // that is exactly ‖q − x̂‖², whose error shrinks with ‖q − x‖ as neighbours get close;
+        // the norm of x would leave an error of 2<q, x − x̂>, as large as ‖q‖ (measured: recall@10
+        // of IVF2048,SQ8 on 300k clustered vectors levelled off at 0.98 instead of 0.99). The binary
+        // codec estimates <q, x> itself, so it keeps the norm of x.
+        let mut norms = vec![0f32; n];
+        let decoded_norms = lay.norms && matches!(self.codec, Codec::Sq8(_) | Codec::Pq8(_) | Codec::Pq4(_));
         codes
             .par_chunks_mut(cs.max(1))
             .zip(aux.par_chunks_mut(aw))
+            .zip(norms.par_iter_mut())
             .enumerate()
             .filter(|_| cs > 0)
-            .for_each(|(i, (code, a))| {
+            .for_each(|(i, ((code, a), norm))| {
                 let row = &x[i * d..(i + 1) * d];
                 let c = assign[i] as usize;
                 let r: Vec<f32> = if residual {
@@ -471,6 +479,20 @@ impl Index {
                     Codec::Sq8(s) => s.encode(&r, code),
                     Codec::Pq8(p) | Codec::Pq4(p) => p.encode(&r, code),
                     Codec::Binary(b) => b.encode(&r, code, a),
+                }
+                if decoded_norms {
+                    let mut rec = vec![0f32; d];
+                    match &self.codec {
+                        Codec::Sq8(s) => s.decode(code, &mut rec),
+                        Codec::Pq8(p) | Codec::Pq4(p) => p.decode(code, &mut rec),
+                        _ => unreachable!(),
+                    }
+                    if residual {
+                        for (v, cv) in rec.iter_mut().zip(&self.centroids[c * d..(c + 1) * d]) {
+                            *v += cv;
+                        }
+                    }
+                    *norm = norm2(&rec);
                 }
             });
         // Nothing below can fail: the index changes only now.
@@ -493,7 +515,11 @@ impl Index {
                 } else {
                     &[]
                 },
-                norm: if lay.norms { norm2(row) } else { 0.0 },
+                norm: match (lay.norms, decoded_norms) {
+                    (false, _) => 0.0,
+                    (true, true) => norms[i],
+                    (true, false) => norm2(row),
+                },
             };
             self.lists[assign[i] as usize].push(&lay, e);
         }
