@@ -75,9 +75,6 @@ class Scorer:
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
         raise NotImplementedError
 
-    def end_sweep(self) -> None:
-        """Drop any per-sweep cache (called after each pass over the column blocks)."""
-
 
 @dataclass
 class Problem:
@@ -306,7 +303,6 @@ def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: floa
         pb.saved["shift_r"] = lse_r - torch.log(w_r)
         if sym:
             pb.saved["shift_c"] = pb.saved["lse_c"] - torch.log(w_c)
-    sc.end_sweep()
     t = torch.tensor([total], dtype=torch.float64)
     all_reduce_(pb.comm, t)
     return float(t)
@@ -483,7 +479,6 @@ def _backward(
         )
         d_rows.mul_(scale)
         d_cols.mul_(scale)
-    sc.end_sweep()
     red = torch.tensor([acc["scale"], acc["bias"], acc["loss"]], dtype=torch.float64)
     all_reduce_(comm, red)
     return d_rows, d_cols, float(red[0]), float(red[1]), float(red[2])
