@@ -59,16 +59,16 @@ fn exp(x: f32) -> f32 {
     const C2: f32 = -2.121_944_4e-4;
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let xc = x.clamp(-87.3, 88.3);
-    let t = xc * LOG2E + MAGIC;
+    let t = xc.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
-    let r = (xc - n * C1) - n * C2;
+    let r = n.mul_add(-C2, n.mul_add(-C1, xc));
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    p = p * (r * r) + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    p = p.mul_add(r * r, r) + 1.0;
     // The low bits of `t` hold n (two's complement): 2^n without a float-to-int conversion,
     // which keeps the loop in plain integer vector ops.
     let pow2 = f32::from_bits(t.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
@@ -91,15 +91,15 @@ fn ln_1_2(u: f32) -> f32 {
     let x = v - 1.0;
     let z = x * x;
     let mut p = 7.037_683_6e-2_f32;
-    p = p * x - 1.151_461e-1;
-    p = p * x + 1.167_699_9e-1;
-    p = p * x - 1.242_014_1e-1;
-    p = p * x + 1.424_932_3e-1;
-    p = p * x - 1.666_805_8e-1;
-    p = p * x + 2.000_071_4e-1;
-    p = p * x - 2.499_999_4e-1;
-    p = p * x + 3.333_333e-1;
-    let y = x * z * p - 2.121_944_4e-4 * e - 0.5 * z;
+    p = p.mul_add(x, -1.151_461e-1);
+    p = p.mul_add(x, 1.167_699_9e-1);
+    p = p.mul_add(x, -1.242_014_1e-1);
+    p = p.mul_add(x, 1.424_932_3e-1);
+    p = p.mul_add(x, -1.666_805_8e-1);
+    p = p.mul_add(x, 2.000_071_4e-1);
+    p = p.mul_add(x, -2.499_999_4e-1);
+    p = p.mul_add(x, 3.333_333e-1);
+    let y = (x * z).mul_add(p, (-2.121_944_4e-4_f32).mul_add(e, -0.5 * z));
     x + y + 0.693_359_4 * e
 }
 
