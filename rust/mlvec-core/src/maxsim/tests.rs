@@ -703,38 +703,36 @@ fn arithmetic_peak() {
         }
     }
 
-    #[target_feature(enable = "avx512f")]
-    fn fma_peak() -> f64 {
-        let mut acc = [_mm512_set1_ps(1e-9); ACC];
-        let (x, y) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(0.999_999_9));
-        let t = std::time::Instant::now();
-        for _ in 0..ITERS {
-            for a in acc.iter_mut() {
-                *a = _mm512_fmadd_ps(*a, x, y);
+    /// A function timing `ITERS` rounds of `$op` on every accumulator; returns GFLOP/s given
+    /// the flops one `$op` does per fp32 lane.
+    macro_rules! peak_fn {
+        ($name:ident, $features:literal, $flops_per_lane:expr, |$a:ident| $op:expr) => {
+            #[target_feature(enable = $features)]
+            fn $name() -> f64 {
+                let mut acc = [_mm512_set1_ps(1e-9); ACC];
+                let t = std::time::Instant::now();
+                for _ in 0..ITERS {
+                    for $a in acc.iter_mut() {
+                        *$a = $op;
+                    }
+                    opaque(&mut acc);
+                }
+                let s = t.elapsed().as_secs_f64();
+                std::hint::black_box(acc);
+                (ITERS * ACC * 16 * $flops_per_lane) as f64 / s / 1e9
             }
-            opaque(&mut acc);
-        }
-        let s = t.elapsed().as_secs_f64();
-        std::hint::black_box(acc);
-        (ITERS * ACC * 16 * 2) as f64 / s / 1e9
+        };
     }
-
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    fn dpbf16_peak() -> f64 {
-        let mut acc = [_mm512_set1_ps(1e-9); ACC];
-        // SAFETY: both types are 64 plain bytes.
+    peak_fn!(fma_peak, "avx512f", 2, |a| _mm512_fmadd_ps(
+        *a,
+        _mm512_set1_ps(1.000_000_1),
+        _mm512_set1_ps(0.999_999_9)
+    ));
+    // SAFETY (transmute): __m512i and __m512bh are both 64 plain bytes.
+    peak_fn!(dpbf16_peak, "avx512f,avx512bf16", 4, |a| {
         let x = unsafe { core::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(0x3f80_3f80)) };
-        let t = std::time::Instant::now();
-        for _ in 0..ITERS {
-            for a in acc.iter_mut() {
-                *a = _mm512_dpbf16_ps(*a, x, x);
-            }
-            opaque(&mut acc);
-        }
-        let s = t.elapsed().as_secs_f64();
-        std::hint::black_box(acc);
-        (ITERS * ACC * 32 * 2) as f64 / s / 1e9
-    }
+        _mm512_dpbf16_ps(*a, x, x)
+    });
 
     if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")) {
         println!("this CPU lacks AVX-512F or AVX-512 BF16: nothing to measure");
