@@ -1523,9 +1523,12 @@ mod tests {
             ("SQ8,rescore", 0.95),
             // Inner-product graph search for queries drawn away from the data (other centres)
             // is the hard case; tests/test_index_recall.py holds the in-distribution floors.
-            ("HNSW16", 0.75),
-            ("HNSW16,SQ8", 0.75),
-            ("HNSW16_100,SQ8", 0.75),
+            // A parallel build is not deterministic: over repeated builds these measured
+            // 0.78-0.84, 0.80-0.84 and 0.745-0.78, so the floor leaves room below the spread
+            // (a broken graph lands far lower).
+            ("HNSW16", 0.7),
+            ("HNSW16,SQ8", 0.7),
+            ("HNSW16_100,SQ8", 0.7),
         ] {
             let mut idx = Index::new(d, kind, Metric::Ip, 0).unwrap();
             idx.train(&db).unwrap();
