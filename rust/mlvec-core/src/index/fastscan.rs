@@ -111,6 +111,23 @@ fn avx512bw_ok() -> bool {
     })
 }
 
+/// One sub-space of a block with 256-bit shuffles: the 32 codes' low and high nibbles look up
+/// their table bytes, widened and added to the u16 sums (16 vectors in `$lo`, 16 in `$hi`).
+/// A macro so that it inlines into each `target_feature` function that uses it.
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2_step {
+    ($lut:expr, $block:expr, $j:expr, $mask:expr, $lo:ident, $hi:ident) => {{
+        let c = _mm_loadu_si128($block.as_ptr().add($j * 16) as *const __m128i);
+        let lo = _mm_and_si128(c, $mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(c, 4), $mask);
+        let idx = _mm256_set_m128i(hi, lo);
+        let t = _mm256_broadcastsi128_si256(_mm_loadu_si128($lut.as_ptr().add($j * 16) as *const __m128i));
+        let r = _mm256_shuffle_epi8(t, idx);
+        $lo = _mm256_add_epi16($lo, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(r)));
+        $hi = _mm256_add_epi16($hi, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(r, 1)));
+    }};
+}
+
 /// Four sub-spaces per step: one 64-byte load brings their codes for the 32 vectors and one
 /// 64-byte load their four tables (each 128-bit lane shuffles with its own table), so the
 /// low and high nibbles give 4 × 16 u8 look-ups each; they are widened to u16 and summed, and
@@ -141,14 +158,7 @@ unsafe fn scan_block_avx512(lut: &[u8], m: usize, block: &[u8], out: &mut [u16; 
     let mut acc_hi = _mm256_add_epi16(_mm512_castsi512_si256(hi_a), _mm512_extracti64x4_epi64::<1>(hi_a));
     let mask = _mm_set1_epi8(0x0F);
     while j < m {
-        let c = _mm_loadu_si128(block.as_ptr().add(j * 16) as *const __m128i);
-        let lo = _mm_and_si128(c, mask);
-        let hi = _mm_and_si128(_mm_srli_epi16(c, 4), mask);
-        let idx = _mm256_set_m128i(hi, lo);
-        let t = _mm256_broadcastsi128_si256(_mm_loadu_si128(lut.as_ptr().add(j * 16) as *const __m128i));
-        let r = _mm256_shuffle_epi8(t, idx);
-        acc_lo = _mm256_add_epi16(acc_lo, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(r)));
-        acc_hi = _mm256_add_epi16(acc_hi, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(r, 1)));
+        avx2_step!(lut, block, j, mask, acc_lo, acc_hi);
         j += 1;
     }
     _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc_lo);
@@ -178,14 +188,7 @@ unsafe fn scan_block_avx2(lut: &[u8], m: usize, block: &[u8], out: &mut [u16; BL
     // Two sub-spaces per step: their tables share one 256-bit register lane-wise.
     let mut j = 0;
     while j < m {
-        let c = _mm_loadu_si128(block.as_ptr().add(j * 16) as *const __m128i);
-        let lo = _mm_and_si128(c, mask);
-        let hi = _mm_and_si128(_mm_srli_epi16(c, 4), mask);
-        let idx = _mm256_set_m128i(hi, lo);
-        let t = _mm256_broadcastsi128_si256(_mm_loadu_si128(lut.as_ptr().add(j * 16) as *const __m128i));
-        let r = _mm256_shuffle_epi8(t, idx);
-        acc_lo = _mm256_add_epi16(acc_lo, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(r)));
-        acc_hi = _mm256_add_epi16(acc_hi, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(r, 1)));
+        avx2_step!(lut, block, j, mask, acc_lo, acc_hi);
         j += 1;
     }
     _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc_lo);
