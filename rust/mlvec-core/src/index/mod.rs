@@ -1180,7 +1180,9 @@ impl Index {
             idx.trained = trained;
             idx.next_id = next_id;
             // The graph owns copies of its arrays (its links are atomics), so the ids are owned too.
-            idx.ids = SlotIds::from_vec(idx.ids.as_slice().into_owned());
+            if let SlotIds::Stored(b) = &mut idx.ids {
+                b.to_mut();
+            }
             return Ok(idx);
         }
         if trained {
