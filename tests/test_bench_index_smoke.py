@@ -12,55 +12,40 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("faiss", "hnswlib", "usearch")),
-    reason="benchmark peers (faiss-cpu, hnswlib, usearch) not installed",
-)
-def test_bench_index_quick(tmp_path):
+def run_bench(tmp_path: Path, *args: str) -> str:
+    """Run ``benches/bench_index.py`` with ``args``; the markdown table it wrote."""
     table = tmp_path / "t.md"
     out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benches" / "bench_index.py"),
-            "--quick",
-            "--skip-real",
-            "--synthetic-n",
-            "3000",
-            "--single-queries",
-            "5",
-            "--threads",
-            "1",
-            "--table",
-            str(table),
-        ],
+        [sys.executable, str(ROOT / "benches" / "bench_index.py"), *args, "--table", str(table)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    text = table.read_text()
+    return table.read_text()
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("faiss", "hnswlib", "usearch")),
+    reason="benchmark peers (faiss-cpu, hnswlib, usearch) not installed",
+)
+def test_bench_index_quick(tmp_path):
+    text = run_bench(
+        tmp_path,
+        *("--quick", "--skip-real", "--synthetic-n", "3000", "--single-queries", "5", "--threads", "1"),
+    )
     for name in ("mlvec", "faiss", "hnswlib", "usearch", "Best queries/s", "GB/s"):
         assert name in text, name
 
 
 @pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss-cpu not installed")
 def test_bench_index_graph_only_with_build_memory(tmp_path):
-    table = tmp_path / "t.md"
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benches" / "bench_index.py"),
-            *("--quick", "--skip-real", "--synthetic-n", "2000", "--single-queries", "5", "--threads", "1"),
-            *("--hnsw-only", "--build-memory", "--peers", "faiss", "--hnsw-kinds", "HNSW8_40,SQ8"),
-            *("--removal", "0.5"),
-            *("--table", str(table)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    text = run_bench(
+        tmp_path,
+        *("--quick", "--skip-real", "--synthetic-n", "2000", "--single-queries", "5", "--threads", "1"),
+        *("--hnsw-only", "--build-memory", "--peers", "faiss", "--hnsw-kinds", "HNSW8_40,SQ8"),
+        *("--removal", "0.5"),
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    text = table.read_text()
     for name in ("HNSW8_40,SQ8", "faiss", "Best queries/s", "Peak build memory", "faiss HNSW32", "Removal"):
         assert name in text, name
     assert "IVF" not in text
