@@ -53,7 +53,7 @@ def data():
     return x, q, ids
 
 
-@pytest.mark.parametrize("storage", ["f32", "sq8"])
+@pytest.mark.parametrize("storage", ["f32", "sq8", "sq8_f16"])
 @pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
 def test_recall_against_numpy(data, metric, storage):
     x, q, ids = data
@@ -67,9 +67,15 @@ def test_recall_against_numpy(data, metric, storage):
     r = recall(got, want)
     assert r >= (0.95 if storage == "f32" else 0.9), r
     assert np.all(np.diff(scores, axis=1) <= 0)
-    if storage == "f32":
-        # Returned scores are the metric's own values for the returned ids.
-        ref = exact_scores(x, q, metric)
+    if storage != "sq8":
+        # Returned scores are the metric's own values for the returned ids: of the float32
+        # vectors, or of their float16 copies (normalised first for cosine) after re-scoring.
+        xs = x
+        if storage == "sq8_f16":
+            if metric == "cosine":
+                xs = x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+            xs = xs.astype(np.float16)
+        ref = exact_scores(xs, q, metric)
         pos = np.searchsorted(ids, got)
         np.testing.assert_allclose(scores, np.take_along_axis(ref, pos, 1), rtol=1e-4, atol=1e-3)
 

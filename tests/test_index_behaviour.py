@@ -12,7 +12,18 @@ from _index_data import exact, mixture, recall
 import mlvec
 import mlvec.index as mi
 
-KINDS = ["Flat", "IVF8,Flat", "IVF8,SQ8", "PQ8", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore", "BIN", "HNSW8", "HNSW8,SQ8"]
+KINDS = [
+    "Flat",
+    "IVF8,Flat",
+    "IVF8,SQ8",
+    "PQ8",
+    "IVF8,PQ8x4,rescore",
+    "IVF8,BIN,rescore",
+    "BIN",
+    "HNSW8",
+    "HNSW8,SQ8",
+    "HNSW8,SQ8,rescore16",
+]
 
 
 def built(kind: str, n: int = 1500, d: int = 32, metric: str = "ip", ids=None) -> tuple[mi.Index, np.ndarray]:
@@ -93,7 +104,9 @@ def test_save_is_atomic_and_leaves_no_temporaries(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.mlvec"]
 
 
-@pytest.mark.parametrize("kind", ["Flat", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore", "HNSW8", "HNSW8,SQ8"])
+@pytest.mark.parametrize(
+    "kind", ["Flat", "IVF8,PQ8x4,rescore", "IVF8,BIN,rescore", "HNSW8", "HNSW8,SQ8", "HNSW8,SQ8,rescore16"]
+)
 def test_bad_input_raises_and_leaves_the_index_unchanged(kind):
     index, db = built(kind, ids=np.arange(1500) + 100)
     q = db[:5]
@@ -141,7 +154,15 @@ def test_state_errors():
     assert not index.is_trained
     for bad in [
         *("IVF0,Flat", "PQ5", "PQ8x3", "Flat,rescore", "LSH", "IVF4,SQ8,junk", "HNSW8,PQ4", "HNSW0", "HNSW1"),
-        *("HNSW8_", "HNSW8_0", "HNSW_40", "HNSW8_4x,SQ8", "HNSW8_40_2"),
+        *(
+            "HNSW8_",
+            "HNSW8_0",
+            "HNSW_40",
+            "HNSW8_4x,SQ8",
+            "HNSW8_40_2",
+            "HNSW8,rescore16",
+            "HNSW8,SQ8,rescore",
+        ),
     ]:
         with pytest.raises(ValueError):
             mi.index_factory(16, bad)
@@ -166,7 +187,9 @@ def test_k_larger_than_n_pads():
     assert (i == -1).all() and np.isneginf(s).all()
 
 
-@pytest.mark.parametrize("kind", ["Flat", "IVF8,SQ8", "IVF8,PQ8x4,rescore", "HNSW8", "HNSW8,SQ8"])
+@pytest.mark.parametrize(
+    "kind", ["Flat", "IVF8,SQ8", "IVF8,PQ8x4,rescore", "HNSW8", "HNSW8,SQ8", "HNSW8,SQ8,rescore16"]
+)
 def test_remove_compacts_and_frees_memory(kind):
     index, db = built(kind, n=3000)
     mem = index.memory_usage()
@@ -190,7 +213,17 @@ def test_remove_compacts_and_frees_memory(kind):
 
 
 @pytest.mark.parametrize(
-    "kind", ["Flat", "IVF16,Flat", "IVF16,SQ8", "IVF16,PQ8x4,rescore", "IVF16,BIN", "HNSW8", "HNSW8,SQ8"]
+    "kind",
+    [
+        "Flat",
+        "IVF16,Flat",
+        "IVF16,SQ8",
+        "IVF16,PQ8x4,rescore",
+        "IVF16,BIN",
+        "HNSW8",
+        "HNSW8,SQ8",
+        "HNSW8,SQ8,rescore16",
+    ],
 )
 @pytest.mark.parametrize("frac", [0.002, 0.05, 0.5])
 def test_filters_return_only_allowed_ids_with_good_recall(kind, frac):
@@ -273,7 +306,12 @@ def test_config_and_factory_agree():
     efc = mi.IndexConfig(codec="sq8", hnsw_m=8, hnsw_ef_construction=40)
     assert efc.factory_string() == "HNSW8_40,SQ8"
     assert mi.index_factory(32, efc).kind == "HNSW8_40,SQ8"
+    r16 = mi.IndexConfig(codec="sq8", hnsw_m=8, hnsw_rescore16=True)
+    assert r16.factory_string() == "HNSW8,SQ8,rescore16"
+    assert mi.index_factory(32, r16).kind == "HNSW8,SQ8,rescore16"
     for bad in (
+        mi.IndexConfig(hnsw_m=8, hnsw_rescore16=True),
+        mi.IndexConfig(codec="sq8", hnsw_rescore16=True),
         mi.IndexConfig(codec="pq4", hnsw_m=8),
         mi.IndexConfig(nlist=4, hnsw_m=8),
         mi.IndexConfig(hnsw_m=0),
@@ -284,7 +322,7 @@ def test_config_and_factory_agree():
             bad.factory_string()
 
 
-@pytest.mark.parametrize("kind", ["HNSW8", "HNSW8,SQ8"])
+@pytest.mark.parametrize("kind", ["HNSW8", "HNSW8,SQ8", "HNSW8,SQ8,rescore16"])
 def test_hnsw_takes_half_precision_inputs_through_the_framework(kind):
     # float16 and bfloat16 inputs give the same index as their float32 values.
     db = mixture(800, 32, seed=4)

@@ -219,7 +219,9 @@ class HnswIndex:
 
     ``HnswIndex(dim, metric="ip", M=16, ef_construction=200, storage="f32", ef_search=64)``;
     ``metric`` is ``"ip"``, ``"l2"`` or ``"cosine"`` (vectors and queries normalised),
-    ``storage`` ``"f32"`` or ``"sq8"`` (one byte per dimension, range trained on the first add).
+    ``storage`` ``"f32"``, ``"sq8"`` (one byte per dimension, range trained on the first add) or
+    ``"sq8_f16"`` (SQ8 codes for the walk plus float16 copies, values within ±65504, that re-rank
+    the walk's ``ef_search`` candidates).
     Scores are higher-is-better: ``<q, x>`` (ip, cosine) or ``-|q - x|²`` (l2).
 
     Thread safety: searches share an internal read lock and run without the GIL, so searches from

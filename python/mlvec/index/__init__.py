@@ -16,7 +16,7 @@ add vectors, search::
 Description grammar (case-insensitive, comma-separated)::
 
     spec   := [ "IVF" <nlist> "," ] codec [ "," "rescore" ]
-            | "HNSW" <M> [ "_" <efc> ] [ "," "SQ8" ]
+            | "HNSW" <M> [ "_" <efc> ] [ "," "SQ8" [ "," "rescore16" ] ]
                                                 HNSW graph, M links per node (2M on layer 0), over
                                                 float32 vectors or SQ8 codes; efc: ef_construction
     codec  := "Flat"                             float32 vectors, exact scores
@@ -35,6 +35,10 @@ HNSW index is held in memory even with ``mmap=True`` (its links are updated in p
 
 ``rescore`` also keeps the float32 vectors (in memory, or memory-mapped after
 ``load(mmap=True)``) and re-ranks the ``k * rescore`` best quantized candidates exactly.
+A graph's ``rescore16`` (``"HNSW32,SQ8,rescore16"``) keeps float16 copies of the vectors
+(2 bytes per dimension, values within ±65504) beside the codes: the walk runs on the 8-bit codes
+and its whole candidate list (``ef_search`` nodes) is re-ranked with the float16 vectors, which
+recovers the recall the 8-bit distances lose at the same ``ef_search``.
 
 Scores are "higher is better": inner product (``"ip"``), cosine similarity (``"cosine"``; inputs
 are L2-normalised) or ``-‖q − x‖²`` (``"l2"``). Results are ``(scores [nq, k] float32,
@@ -90,6 +94,10 @@ class IndexConfig:
             (``codec`` ``"flat"`` or ``"sq8"``; ``nlist``, ``pq_m`` and ``rescore`` must be unset).
         hnsw_ef_construction: candidate list size while inserting into the graph (default 200;
             smaller builds faster, larger gives a better graph). Only with ``hnsw_m``.
+        hnsw_rescore16: with ``hnsw_m`` and ``codec="sq8"``, also keep float16 copies of the
+            vectors (2 bytes per dimension) and re-rank the walk's whole candidate list
+            (``ef_search`` nodes) with them: the 8-bit codes steer the search, the returned
+            order and scores come from the float16 vectors.
 
     Example::
 
@@ -99,6 +107,8 @@ class IndexConfig:
         'HNSW32,SQ8'
         >>> IndexConfig(codec="sq8", hnsw_m=32, hnsw_ef_construction=100).factory_string()
         'HNSW32_100,SQ8'
+        >>> IndexConfig(codec="sq8", hnsw_m=32, hnsw_rescore16=True).factory_string()
+        'HNSW32,SQ8,rescore16'
     """
 
     codec: Literal["flat", "sq8", "pq8", "pq4", "binary"] = "flat"
@@ -107,6 +117,7 @@ class IndexConfig:
     rescore: bool = False
     hnsw_m: int | None = None
     hnsw_ef_construction: int | None = None
+    hnsw_rescore16: bool = False
 
     def factory_string(self) -> str:
         """The description string of this configuration."""
@@ -121,10 +132,14 @@ class IndexConfig:
             efc = self.hnsw_ef_construction
             if efc is not None and efc < 1:
                 raise ValueError(f"hnsw_ef_construction: must be >= 1, got {efc}")
+            if self.hnsw_rescore16 and codec != "sq8":
+                raise ValueError("hnsw_rescore16: re-scoring applies to codec 'sq8' graphs")
             head = f"HNSW{self.hnsw_m}" + (f"_{efc}" if efc is not None else "")
-            return head + (",SQ8" if codec == "sq8" else "")
+            return head + (",SQ8" if codec == "sq8" else "") + (",rescore16" if self.hnsw_rescore16 else "")
         if self.hnsw_ef_construction is not None:
             raise ValueError("hnsw_ef_construction: only applies to an HNSW graph (set hnsw_m)")
+        if self.hnsw_rescore16:
+            raise ValueError("hnsw_rescore16: only applies to an HNSW graph (set hnsw_m)")
         if self.nlist < 0:
             raise ValueError(f"nlist: must be >= 0, got {self.nlist}")
         codec = self.codec.lower()

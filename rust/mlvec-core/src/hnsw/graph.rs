@@ -706,34 +706,55 @@ impl<S: VectorStore> Graph<S> {
         let Some(ep) = self.entry else { return Vec::new() };
         let q = self.store.prepare(qv);
         let ef = ef.max(k);
+        // A store with a precise copy keeps the whole candidate list and re-scores it.
+        let want = if S::RESCORES { ef } else { k };
+        let out = self.walk(&q, ep, want, ef, allow);
+        if !S::RESCORES {
+            return out;
+        }
+        let mut out: Vec<Cand> = out
+            .into_iter()
+            .map(|c| Cand {
+                d: self.store.precise_dist(&q, c.id),
+                id: c.id,
+            })
+            .collect();
+        out.sort_unstable();
+        out.truncate(k);
+        out
+    }
+
+    /// The `k` best allowed nodes by the walk's own distances (an exact scan when the allowed
+    /// nodes are few), closest first.
+    fn walk(&self, q: &S::Query, ep: u32, k: usize, ef: usize, allow: &Allow) -> Vec<Cand> {
         let restricted = self.n_deleted > 0 || !matches!(allow, Allow::Live);
         if restricted {
             // Walking the graph through rejected nodes costs about ef * M0 / s distances at
             // selectivity s; an exact scan of the allowed nodes costs s * n. Scan when cheaper.
             let est = self.estimate_allowed(allow);
             if est == 0 || (est as f64).powi(2) <= (self.n_nodes() * ef * self.m0()) as f64 {
-                return self.exact(&q, k, allow);
+                return self.exact(q, k, allow);
             }
         }
         let mut buf = Vec::with_capacity(self.m0());
         let mut cur = Cand {
-            d: self.store.dist(&q, ep),
+            d: self.store.dist(q, ep),
             id: ep,
         };
         for layer in (1..=self.levels[ep as usize] as usize).rev() {
-            cur = self.greedy(&q, cur, layer, &mut buf);
+            cur = self.greedy(q, cur, layer, &mut buf);
         }
         let mut vis = self.take_visited();
         let found = if restricted {
-            self.search_layer::<true>(&q, &[cur], 0, ef, &mut vis, |i| self.allowed(allow, i), &mut buf)
+            self.search_layer::<true>(q, &[cur], 0, ef, &mut vis, |i| self.allowed(allow, i), &mut buf)
         } else {
-            self.search_layer::<false>(&q, &[cur], 0, ef, &mut vis, |_| true, &mut buf)
+            self.search_layer::<false>(q, &[cur], 0, ef, &mut vis, |_| true, &mut buf)
         };
         drop(vis);
         let mut out = found.into_sorted_vec();
         if restricted && out.len() < k && out.len() < self.len() {
             // The walk ran out of allowed nodes before k: answer exactly instead.
-            return self.exact(&q, k, allow);
+            return self.exact(q, k, allow);
         }
         out.truncate(k);
         out

@@ -33,7 +33,7 @@ use graph::{Allow, Cand, Graph};
 pub use graph::{NodeSet, Params};
 use rayon::prelude::*;
 use std::sync::atomic::AtomicU32;
-use store::{normalize_in_place, F32Store, Sq8Store};
+use store::{normalize_in_place, F32Store, Sq8F16Store, Sq8Store, F16_MAX};
 
 /// How vectors are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +76,9 @@ pub enum Storage {
     F32,
     /// One byte per dimension, per-dimension min/max trained on the first batch added.
     Sq8,
+    /// SQ8 codes for the walk plus float16 copies of the vectors that re-score the final
+    /// candidates (3 bytes per dimension in all).
+    Sq8F16,
 }
 
 impl Storage {
@@ -84,9 +87,10 @@ impl Storage {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "flat" | "float32" => Ok(Storage::F32),
             "sq8" => Ok(Storage::Sq8),
+            "sq8_f16" | "sq8+f16" => Ok(Storage::Sq8F16),
             _ => Err(Error::invalid(
                 "storage",
-                format!("expected 'f32' or 'sq8', got {s:?}"),
+                format!("expected 'f32', 'sq8' or 'sq8_f16', got {s:?}"),
             )),
         }
     }
@@ -95,6 +99,7 @@ impl Storage {
         match self {
             Storage::F32 => "f32",
             Storage::Sq8 => "sq8",
+            Storage::Sq8F16 => "sq8_f16",
         }
     }
 }
@@ -115,8 +120,10 @@ pub struct HnswParts {
     pub neighbors: Vec<u32>,
     /// `[n, dim]` rows for [`Storage::F32`], empty otherwise.
     pub vectors: Vec<f32>,
-    /// `[n, dim]` codes for [`Storage::Sq8`], empty otherwise.
+    /// `[n, dim]` codes for [`Storage::Sq8`] and [`Storage::Sq8F16`], empty otherwise.
     pub codes: Vec<u8>,
+    /// `[n, dim]` float16 bits for [`Storage::Sq8F16`], empty otherwise.
+    pub half: Vec<u16>,
     /// SQ8 per-dimension minimum and step (empty before the first add).
     pub sq_min: Vec<f32>,
     pub sq_scale: Vec<f32>,
@@ -132,6 +139,7 @@ pub struct HnswParts {
 enum Inner {
     F32(Graph<F32Store>),
     Sq8(Graph<Sq8Store>),
+    Sq8F16(Graph<Sq8F16Store>),
 }
 
 macro_rules! each {
@@ -139,6 +147,7 @@ macro_rules! each {
         match $self {
             Inner::F32($g) => $body,
             Inner::Sq8($g) => $body,
+            Inner::Sq8F16($g) => $body,
         }
     };
 }
@@ -188,6 +197,7 @@ impl Hnsw {
         let inner = match storage {
             Storage::F32 => Inner::F32(Graph::new(F32Store::new(dim, metric), metric, params)),
             Storage::Sq8 => Inner::Sq8(Graph::new(Sq8Store::new(dim, metric), metric, params)),
+            Storage::Sq8F16 => Inner::Sq8F16(Graph::new(Sq8F16Store::new(dim, metric), metric, params)),
         };
         Ok(Self {
             dim,
@@ -252,6 +262,14 @@ impl Hnsw {
                 g.store.train(x, normalize);
                 Ok(())
             }
+            Inner::Sq8F16(g) if g.n_nodes() > 0 => Err(Error::State(format!(
+                "the index holds {} vectors; train it before adding any",
+                g.n_nodes()
+            ))),
+            Inner::Sq8F16(g) => {
+                g.store.sq.train(x, normalize);
+                Ok(())
+            }
         }
     }
 
@@ -297,6 +315,20 @@ impl Hnsw {
         }
         let n = data.len() / dim;
         check_finite("x", data, dim)?;
+        if self.storage == Storage::Sq8F16 && self.metric != Metric::Cosine {
+            if let Some(p) = data.iter().position(|v| v.abs() > F16_MAX) {
+                return Err(Error::invalid(
+                    "x",
+                    format!(
+                        "row {} has {} at column {}, beyond the float16 range (±65504) that \
+                         storage 'sq8_f16' keeps for re-scoring",
+                        p / dim,
+                        data[p],
+                        p % dim
+                    ),
+                ));
+            }
+        }
         let (n_nodes, next) = each!(&self.inner, |g| (g.n_nodes(), g.next_auto_id));
         if n_nodes + n >= u32::MAX as usize {
             return Err(Error::invalid("x", "the index can hold at most 2^32 - 2 vectors"));
@@ -455,14 +487,19 @@ impl Hnsw {
 
     /// The index as plain arrays.
     pub fn to_parts(&self) -> HnswParts {
-        let (mut vectors, mut codes, mut sq_min, mut sq_scale) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut vectors, mut codes, mut half, mut sq_min, mut sq_scale) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut sq_parts = |sq: &Sq8Store| {
+            codes = sq.codes.clone();
+            sq_min = sq.min.clone();
+            sq_scale = sq.scale.clone();
+        };
         match &self.inner {
             Inner::F32(g) => vectors = g.store.data.clone(),
-            Inner::Sq8(g) => {
-                codes = g.store.codes.clone();
-                sq_min = g.store.min.clone();
-                sq_scale = g.store.scale.clone();
+            Inner::Sq8(g) => sq_parts(&g.store),
+            Inner::Sq8F16(g) => {
+                sq_parts(&g.store.sq);
+                half = g.store.half.clone();
             }
         }
         each!(&self.inner, |g| {
@@ -488,6 +525,7 @@ impl Hnsw {
                 neighbors,
                 vectors,
                 codes,
+                half,
                 sq_min,
                 sq_scale,
                 ids: g.ids.clone(),
@@ -521,13 +559,20 @@ impl Hnsw {
                     p.vectors.len()
                 )));
             }
-            Storage::Sq8 if p.codes.len() != n * dim || !p.vectors.is_empty() => {
+            Storage::Sq8 | Storage::Sq8F16 if p.codes.len() != n * dim || !p.vectors.is_empty() => {
                 return Err(bad(format!("expected {} codes, got {}", n * dim, p.codes.len())));
             }
-            Storage::Sq8 if n > 0 && (p.sq_min.len() != dim || p.sq_scale.len() != dim) => {
+            Storage::Sq8 | Storage::Sq8F16 if n > 0 && (p.sq_min.len() != dim || p.sq_scale.len() != dim) => {
                 return Err(bad("SQ8 min/scale must have dim values".into()));
             }
             _ => {}
+        }
+        let want_half = if p.storage == Storage::Sq8F16 { n * dim } else { 0 };
+        if p.half.len() != want_half {
+            return Err(bad(format!(
+                "expected {want_half} float16 values, got {}",
+                p.half.len()
+            )));
         }
         if p.levels.iter().any(|&l| l as usize >= 16) {
             return Err(bad("a level is above 15".into()));
@@ -604,6 +649,11 @@ impl Hnsw {
             }
             Inner::Sq8(g) => {
                 g.store = Sq8Store::from_parts(dim, p.metric, p.sq_min, p.sq_scale, p.codes);
+                fill!(g)
+            }
+            Inner::Sq8F16(g) => {
+                let sq = Sq8Store::from_parts(dim, p.metric, p.sq_min, p.sq_scale, p.codes);
+                g.store = Sq8F16Store::from_parts(sq, p.half);
                 fill!(g)
             }
         }

@@ -120,7 +120,7 @@ fn search_all(
 
 #[test]
 fn recall_against_exact_search_for_each_metric_and_storage() {
-    for storage in [Storage::F32, Storage::Sq8] {
+    for storage in [Storage::F32, Storage::Sq8, Storage::Sq8F16] {
         for metric in [Metric::Ip, Metric::L2, Metric::Cosine] {
             let (h, data, ids, queries) = build(metric, storage);
             assert_eq!(h.len(), N);
@@ -156,7 +156,7 @@ fn f32_scores_match_the_reference_metric() {
 
 #[test]
 fn round_trip_through_parts_is_exact() {
-    for storage in [Storage::F32, Storage::Sq8] {
+    for storage in [Storage::F32, Storage::Sq8, Storage::Sq8F16] {
         let (mut h, _, ids, queries) = build(Metric::L2, storage);
         h.remove(&ids[..10]).unwrap();
         let p = h.to_parts();
@@ -295,6 +295,130 @@ fn bad_input_is_an_error_and_changes_nothing() {
     .is_err());
     assert!(Metric::parse("hamming").is_err());
     assert!(Storage::parse("pq").is_err());
+}
+
+/// fp64 score of `q` against the float16-rounded row `x` (normalised first for cosine, as the
+/// store keeps it): what a re-scored result must report.
+fn f16_score(x: &[f32], q: &[f32], metric: Metric) -> f64 {
+    let norm = |v: &[f32]| v.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+    let (nx, nq) = match metric {
+        Metric::Cosine => (norm(x), norm(q)),
+        _ => (1.0, 1.0),
+    };
+    let h: Vec<f64> = x
+        .iter()
+        .map(|&a| half::f16::from_f32((a as f64 / nx) as f32).to_f64())
+        .collect();
+    let q: Vec<f64> = q.iter().map(|&a| a as f64 / nq).collect();
+    match metric {
+        Metric::L2 => -h.iter().zip(&q).map(|(a, b)| (a - b).powi(2)).sum::<f64>(),
+        _ => h.iter().zip(&q).map(|(a, b)| a * b).sum(),
+    }
+}
+
+#[test]
+fn sq8_f16_reranks_the_walks_candidates_with_f16_vectors() {
+    for metric in [Metric::Ip, Metric::L2, Metric::Cosine] {
+        let (mut sq, data, ids, queries) = build(metric, Storage::Sq8);
+        sq.remove(&ids[..N / 10]).unwrap();
+        sq.compact();
+        // The same graph and codes with float16 copies beside them: the walk is identical, so
+        // the re-scored result must be the fp64 top-k of the SQ8 walk's ef candidates.
+        let mut p = sq.to_parts();
+        p.storage = Storage::Sq8F16;
+        p.half = p
+            .ids
+            .iter()
+            .flat_map(|id| {
+                let i = ids.iter().position(|x| x == id).unwrap();
+                let norm = if metric == Metric::Cosine {
+                    data[i * D..][..D]
+                        .iter()
+                        .map(|a| (*a as f64).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                } else {
+                    1.0
+                };
+                data[i * D..][..D]
+                    .iter()
+                    .map(move |&a| half::f16::from_f32((a as f64 / norm) as f32).to_bits())
+            })
+            .collect();
+        let h = Hnsw::from_parts(p).unwrap();
+        let row = |id: u64| {
+            let i = ids.iter().position(|&x| x == id).unwrap();
+            &data[i * D..][..D]
+        };
+        let (ef, k) = (24, 5);
+        let (mut better, mut worse) = (0, 0);
+        for q in queries.chunks_exact(D) {
+            let cands = sq.search(q, ef, Some(ef), None).unwrap();
+            let mut want: Vec<(f64, u64)> = cands
+                .iter()
+                .map(|&(_, id)| (f16_score(row(id), q, metric), id))
+                .collect();
+            want.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let got = h.search(q, k, Some(ef), None).unwrap();
+            assert_eq!(got.len(), k);
+            for ((gs, gid), (ws, wid)) in got.iter().zip(&want) {
+                let tol = 1e-4 * ws.abs().max(1.0);
+                assert!((*gs as f64 - ws).abs() <= tol, "{metric:?}: score {gs} vs {ws}");
+                // Equal ids, unless two candidates tie within the f32 rounding.
+                if gid != wid {
+                    assert!((f16_score(row(*gid), q, metric) - ws).abs() <= tol);
+                }
+            }
+            // Against the exact fp64 top-k of all live rows, re-scoring never loses hits here.
+            let live: std::collections::HashSet<u64> = ids[N / 10..].iter().copied().collect();
+            let truth = exact(&data, &ids, q, k, metric, |id| live.contains(&id));
+            let hits = |r: &[(f32, u64)]| truth.iter().filter(|t| r[..k].iter().any(|x| x.1 == **t)).count();
+            let (a, b) = (hits(&got), hits(&cands[..k]));
+            better += (a > b) as usize;
+            worse += (a < b) as usize;
+        }
+        assert!(
+            better >= worse,
+            "{metric:?}: re-scoring helped {better} queries, hurt {worse}"
+        );
+    }
+}
+
+#[test]
+fn sq8_f16_copies_follow_their_nodes_through_compaction() {
+    let (mut h, data, ids, queries) = build(Metric::L2, Storage::Sq8F16);
+    let gone: Vec<u64> = ids.iter().copied().step_by(3).collect();
+    h.remove(&gone).unwrap();
+    h.compact();
+    for q in queries.chunks_exact(D) {
+        for (score, id) in h.search(q, 10, Some(64), None).unwrap() {
+            assert!(gone.binary_search(&id).is_err());
+            let i = ids.iter().position(|&x| x == id).unwrap();
+            let want = f16_score(&data[i * D..][..D], q, Metric::L2);
+            assert!(
+                (score as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{score} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sq8_f16_rejects_values_beyond_float16() {
+    let (mut h, data, _, _) = build(Metric::Ip, Storage::Sq8F16);
+    let p = h.to_parts();
+    let mut big = data[..2 * D].to_vec();
+    big[D + 5] = 70000.0;
+    let e = h.add(&big, None).unwrap_err().to_string();
+    assert!(
+        e.contains("row 1") && e.contains("column 5") && e.contains("float16"),
+        "{e}"
+    );
+    assert_eq!(h.to_parts(), p);
+    // Cosine rows are normalised first, so any finite magnitude fits.
+    let mut c = Hnsw::new(D, Metric::Cosine, Storage::Sq8F16, Params::default()).unwrap();
+    c.add(&big, None).unwrap();
+    assert_eq!(c.len(), 2);
 }
 
 #[test]

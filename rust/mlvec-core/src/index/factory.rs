@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! spec    := [ "IVF" <nlist> "," ] codec [ "," "rescore" ]
-//!          | "HNSW" <M> [ "_" <efc> ] [ "," "SQ8" ]  HNSW graph over float32 vectors or SQ8 codes
+//!          | "HNSW" <M> [ "_" <efc> ] [ "," "SQ8" [ "," "rescore16" ] ]
+//!                                                 HNSW graph over float32 vectors or SQ8 codes
 //! codec   := "Flat"                               full-precision float32
 //!          | "SQ8"                                8-bit scalar quantization
 //!          | "PQ" <m> [ "x8" ]                    product quantization, m bytes per vector
@@ -15,7 +16,9 @@
 //! slower and gives a better graph), e.g. `"HNSW32_100,SQ8"`.
 //!
 //! `rescore` keeps the full-precision vectors (in memory, or memory-mapped after
-//! `load(mmap=True)`) and re-ranks the best quantized candidates exactly.
+//! `load(mmap=True)`) and re-ranks the best quantized candidates exactly. A graph's
+//! `rescore16` keeps float16 copies (2 bytes per dimension) and re-ranks the whole candidate
+//! list of the walk (`ef_search` nodes) with them.
 //! Examples: `"Flat"`, `"IVF1024,Flat"`, `"IVF1024,SQ8"`, `"IVF1024,PQ48x4,rescore"`,
 //! `"PQ32"`, `"IVF256,BIN,rescore"`, `"HNSW16"`, `"HNSW32_100,SQ8"`.
 
@@ -49,6 +52,8 @@ pub struct IndexSpec {
     pub hnsw_m: Option<usize>,
     /// `ef_construction` of a graph index when the description sets it (`HNSW<M>_<efc>`).
     pub hnsw_efc: Option<usize>,
+    /// A graph's `rescore16`: float16 copies re-score the walk's candidates.
+    pub hnsw_rescore16: bool,
 }
 
 impl IndexSpec {
@@ -80,6 +85,7 @@ pub fn parse(s: &str) -> Result<IndexSpec> {
         rescore: false,
         hnsw_m: None,
         hnsw_efc: None,
+        hnsw_rescore16: false,
     };
     let first = parts.first().cloned().unwrap_or_default();
     if let Some(body) = first.strip_prefix("hnsw") {
@@ -96,7 +102,21 @@ pub fn parse(s: &str) -> Result<IndexSpec> {
             Some("sq8") => spec.codec = CodecSpec::Sq8,
             Some(p) => return Err(bad(s, format!("HNSW supports Flat or SQ8 vectors, not {p:?}"))),
         }
-        if parts.len() > 2 {
+        match parts.get(2).map(String::as_str) {
+            None => {}
+            Some("rescore16") if spec.codec == CodecSpec::Sq8 => spec.hnsw_rescore16 = true,
+            Some("rescore16") => {
+                return Err(bad(s, "rescore16 applies to SQ8 graphs (HNSW<M>,SQ8,rescore16)"))
+            }
+            Some("rescore" | "refine" | "rflat") => {
+                return Err(bad(
+                    s,
+                    "HNSW graphs re-score from float16 copies: write HNSW<M>,SQ8,rescore16",
+                ))
+            }
+            Some(p) => return Err(bad(s, format!("unexpected part {p:?} after the HNSW codec"))),
+        }
+        if parts.len() > 3 {
             return Err(bad(s, "unexpected parts after the HNSW codec"));
         }
         return Ok(spec);
@@ -156,6 +176,9 @@ impl fmt::Display for IndexSpec {
             if self.codec == CodecSpec::Sq8 {
                 write!(f, ",SQ8")?;
             }
+            if self.hnsw_rescore16 {
+                write!(f, ",rescore16")?;
+            }
             return Ok(());
         }
         if self.nlist > 0 {
@@ -203,6 +226,7 @@ mod tests {
             "HNSW16,SQ8",
             "HNSW32_100",
             "hnsw24_64,sq8",
+            "HNSW32_128,SQ8,rescore16",
         ] {
             let p = parse(ok).unwrap();
             assert_eq!(parse(&p.to_string()).unwrap(), p, "{ok}");
@@ -221,6 +245,10 @@ mod tests {
             "HNSW_100",
             "HNSW16_x,SQ8",
             "HNSW16_100_5",
+            "HNSW16,rescore16",
+            "HNSW16,SQ8,rescore",
+            "HNSW16,SQ8,rescore16,x",
+            "IVF4,SQ8,rescore16",
             "LSH",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

@@ -37,6 +37,9 @@ pub trait Pod: Copy + Default + Send + Sync + 'static {
 impl Pod for u8 {
     const DTYPE: &'static str = "u8";
 }
+impl Pod for u16 {
+    const DTYPE: &'static str = "u16";
+}
 impl Pod for u32 {
     const DTYPE: &'static str = "u32";
 }

@@ -189,10 +189,10 @@ impl Index {
         let graph = match spec.hnsw_m {
             None => None,
             Some(m) => {
-                let storage = if spec.codec == CodecSpec::Sq8 {
-                    Storage::Sq8
-                } else {
-                    Storage::F32
+                let storage = match (spec.codec, spec.hnsw_rescore16) {
+                    (CodecSpec::Sq8, true) => Storage::Sq8F16,
+                    (CodecSpec::Sq8, false) => Storage::Sq8,
+                    _ => Storage::F32,
                 };
                 let params = crate::hnsw::Params {
                     m,
@@ -1120,11 +1120,15 @@ impl Index {
             w.add("hnsw_neighbors", vec![p.neighbors.len()], &p.neighbors);
             match p.storage {
                 Storage::F32 => w.add("vectors", vec![p.levels.len(), self.dim], &p.vectors),
-                Storage::Sq8 => {
+                Storage::Sq8 | Storage::Sq8F16 => {
                     w.add("hnsw_codes", vec![p.levels.len(), self.dim], &p.codes);
                     w.add("sq8_min", vec![p.sq_min.len()], &p.sq_min);
                     w.add("sq8_step", vec![p.sq_scale.len()], &p.sq_scale);
                 }
+            }
+            if p.storage == Storage::Sq8F16 {
+                // float16 bits of the re-scoring copies.
+                w.add("hnsw_f16", vec![p.levels.len(), self.dim], &p.half);
             }
             graph_meta = serde_json::json!({
                 "m": p.params.m,
@@ -1350,9 +1354,13 @@ fn load_graph(
         return Err(Error::Format(format!("{}: negative id", path.display())));
     }
     let (mut vectors, mut codes, mut sq_min, mut sq_scale) = (vec![], vec![], vec![], vec![]);
+    let mut half = vec![];
+    if storage == Storage::Sq8F16 {
+        half = r.array::<u16>("hnsw_f16", Some(count * dim))?.as_slice().to_vec();
+    }
     match storage {
         Storage::F32 => vectors = r.array::<f32>("vectors", Some(count * dim))?.as_slice().to_vec(),
-        Storage::Sq8 => {
+        Storage::Sq8 | Storage::Sq8F16 => {
             codes = r
                 .array::<u8>("hnsw_codes", Some(count * dim))?
                 .as_slice()
@@ -1372,6 +1380,7 @@ fn load_graph(
         neighbors: r.array::<u32>("hnsw_neighbors", None)?.as_slice().to_vec(),
         vectors,
         codes,
+        half,
         sq_min,
         sq_scale,
         ids: ids.as_slice().iter().map(|&i| i as u64).collect(),
