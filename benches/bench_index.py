@@ -36,7 +36,14 @@ K = 10
 # ef_construction=128 builds it in about half the time of 200 for nearly the same search curve.
 # HNSW32_40 is faiss's HNSW32 (M=32, efConstruction=40): the like-for-like build comparison.
 # HNSW32_400,SQ8 is the denser SQ8 graph (hnswlib also runs at M=32, efConstruction=400).
-DEFAULT_HNSW_KINDS = ["HNSW16", "HNSW16,SQ8", "HNSW32_128,SQ8", "HNSW32_400,SQ8", "HNSW32_40"]
+DEFAULT_HNSW_KINDS = [
+    "HNSW16",
+    "HNSW16,SQ8",
+    "HNSW16,SQ8,rescore16",
+    "HNSW32_128,SQ8,rescore16",
+    "HNSW32_400,SQ8,rescore16",
+    "HNSW32_40",
+]
 REPEAT = 3  # timing repeats (median); 1 in --quick mode
 
 
@@ -599,7 +606,7 @@ def main(argv=None):
         "--hnsw-kinds",
         nargs="+",
         default=DEFAULT_HNSW_KINDS,
-        help="mlvec graph descriptions to run (HNSW<M>[_<efc>][,SQ8])",
+        help="mlvec graph descriptions to run (HNSW<M>[_<efc>][,SQ8[,rescore16]])",
     )
     p.add_argument("--hnsw-only", action="store_true", help="graph indexes only (no Flat, IVF or scan runs)")
     p.add_argument(
