@@ -493,25 +493,22 @@ impl VectorStore for Sq8F16Store {
     const RESCORES: bool = true;
 
     fn precise_dist(&self, q: &Sq8F16Query, i: u32) -> f32 {
+        // Widened a stack-sized chunk at a time; dot products and squared distances add up
+        // over chunks of dimensions.
+        const CHUNK: usize = 512;
         let dim = self.sq.dim;
-        let mut row = [0f32; 512];
-        let mut heap = Vec::new();
-        let x: &mut [f32] = if dim <= row.len() {
-            &mut row[..dim]
-        } else {
-            heap.resize(dim, 0.0);
-            &mut heap
-        };
-        crate::simd::widen(
-            self.isa,
-            crate::simd::Half::F16,
-            &self.half[i as usize * dim..][..dim],
-            x,
-        );
-        match self.sq.metric {
-            Metric::L2 => (self.sq.k.l2)(&q.q, x),
-            Metric::Ip | Metric::Cosine => -(self.sq.k.dot)(&q.q, x),
+        let row = &self.half[i as usize * dim..][..dim];
+        let mut buf = [0f32; CHUNK];
+        let mut total = 0f32;
+        for (h, qc) in row.chunks(CHUNK).zip(q.q.chunks(CHUNK)) {
+            let x = &mut buf[..h.len()];
+            crate::simd::widen(self.isa, crate::simd::Half::F16, h, x);
+            total += match self.sq.metric {
+                Metric::L2 => (self.sq.k.l2)(qc, x),
+                Metric::Ip | Metric::Cosine => -(self.sq.k.dot)(qc, x),
+            };
         }
+        total
     }
 }
 

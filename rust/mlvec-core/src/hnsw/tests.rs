@@ -404,6 +404,23 @@ fn sq8_f16_copies_follow_their_nodes_through_compaction() {
 }
 
 #[test]
+fn sq8_f16_scores_wide_vectors_chunk_by_chunk() {
+    // Wider than the re-scoring's stack chunk (512 dimensions).
+    let dim = 600;
+    let data = clustered(300, dim, 5, 8);
+    let mut h = Hnsw::new(dim, Metric::L2, Storage::Sq8F16, Params::default()).unwrap();
+    h.add(&data, None).unwrap();
+    let q = &clustered(1, dim, 5, 9)[..];
+    for (score, id) in h.search(q, 5, Some(32), None).unwrap() {
+        let want = f16_score(&data[id as usize * dim..][..dim], q, Metric::L2);
+        assert!(
+            (score as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{score} vs {want}"
+        );
+    }
+}
+
+#[test]
 fn sq8_f16_rejects_values_beyond_float16() {
     let (mut h, data, _, _) = build(Metric::Ip, Storage::Sq8F16);
     let p = h.to_parts();
