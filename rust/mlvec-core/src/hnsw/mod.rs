@@ -252,25 +252,18 @@ impl Hnsw {
         }
         check_finite("x", x, self.dim)?;
         let normalize = self.metric == Metric::Cosine;
-        match &mut self.inner {
-            Inner::F32(_) => Ok(()),
-            Inner::Sq8(g) if g.n_nodes() > 0 => Err(Error::State(format!(
-                "the index holds {} vectors; train it before adding any",
-                g.n_nodes()
-            ))),
-            Inner::Sq8(g) => {
-                g.store.train(x, normalize);
-                Ok(())
-            }
-            Inner::Sq8F16(g) if g.n_nodes() > 0 => Err(Error::State(format!(
-                "the index holds {} vectors; train it before adding any",
-                g.n_nodes()
-            ))),
-            Inner::Sq8F16(g) => {
-                g.store.sq.train(x, normalize);
-                Ok(())
-            }
+        let (n, sq) = match &mut self.inner {
+            Inner::F32(_) => return Ok(()),
+            Inner::Sq8(g) => (g.n_nodes(), &mut g.store),
+            Inner::Sq8F16(g) => (g.n_nodes(), &mut g.store.sq),
+        };
+        if n > 0 {
+            return Err(Error::State(format!(
+                "the index holds {n} vectors; train it before adding any"
+            )));
         }
+        sq.train(x, normalize);
+        Ok(())
     }
 
     /// User id of each internal node (removed, not yet compacted nodes included).
