@@ -13,6 +13,7 @@
 //! arrays) are this module's.
 
 pub mod binary;
+pub mod coarse;
 pub mod factory;
 pub mod fastscan;
 pub mod filter;
@@ -23,6 +24,7 @@ pub mod ivf;
 pub mod kmeans;
 pub mod metric;
 pub mod pq;
+pub mod rowdot;
 pub mod sq8;
 pub mod topk;
 
@@ -363,8 +365,7 @@ impl Index {
             CodecSpec::Pq4 { m } => Codec::Pq4(pq::Pq::train(&residuals, d, m, 16, self.seed)?),
             CodecSpec::Binary => Codec::Binary(binary::Binary::new(d, self.seed)),
         };
-        self.cnorm = centroids.chunks_exact(d).map(norm2).collect();
-        self.centroids = centroids;
+        self.set_centroids(centroids);
         self.codec = codec;
         self.lists = (0..nl).map(|_| List::default()).collect();
         self.trained = true;
@@ -667,6 +668,12 @@ impl Index {
 
     /// Scan list `l` into `top` (estimated scores, payload `pack(l, pos)`), offering only allowed
     /// slots.
+    /// Install coarse centroids (`[nl, dim]`) with their squared norms.
+    fn set_centroids(&mut self, centroids: Vec<f32>) {
+        self.cnorm = centroids.chunks_exact(self.dim).map(norm2).collect();
+        self.centroids = centroids;
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn scan_list(
         &self,
@@ -739,10 +746,18 @@ impl Index {
             }
             Prepared::Sq8(sq) => {
                 let cs = lay.code_size;
-                for (pos, code) in list.codes.as_slice().chunks_exact(cs).enumerate() {
-                    let s = score(base + sq.ip(code), pos);
-                    if s >= top.threshold() && ok(list.slots[pos]) {
-                        top.push(s, pack(l, pos));
+                // Codes are scored a chunk at a time (sixteen rows per kernel step), then tested.
+                const CHUNK: usize = 4 * rowdot::ROWS;
+                let mut ips = [0f32; CHUNK];
+                for (c, codes) in list.codes.as_slice().chunks(CHUNK * cs).enumerate() {
+                    let ips = &mut ips[..codes.len() / cs];
+                    sq.ips(codes, ips);
+                    for (i, &ip) in ips.iter().enumerate() {
+                        let pos = c * CHUNK + i;
+                        let s = score(base + ip, pos);
+                        if s >= top.threshold() && ok(list.slots[pos]) {
+                            top.push(s, pack(l, pos));
+                        }
                     }
                 }
             }
@@ -872,12 +887,9 @@ impl Index {
             if nl > 1 && nq >= 8 {
                 flat::ip_matrix(q, &self.centroids, d, &mut cip);
             } else if nl > 1 {
-                // A GEMM would re-pack all centroids for a handful of queries: dot products win.
+                // A GEMM would re-pack all centroids for a handful of queries: row dots win.
                 for (i, row) in cip.chunks_exact_mut(nl).enumerate() {
-                    let qq = &q[i * d..(i + 1) * d];
-                    for (c, v) in self.centroids.chunks_exact(d).zip(row.iter_mut()) {
-                        *v = dot(qq, c);
-                    }
+                    rowdot::dots_f32(&q[i * d..(i + 1) * d], &self.centroids, row);
                 }
             } else if self.residual_codec() {
                 for i in 0..nq {
@@ -930,11 +942,7 @@ impl Index {
         let probe: Vec<usize> = if nl == 1 {
             vec![0]
         } else {
-            let mut t = TopK::new(nprobe);
-            for (l, &ip) in cip.iter().enumerate() {
-                t.push(self.metric.from_ip(ip, qn2, self.cnorm[l]), l as u32);
-            }
-            t.into_sorted().into_iter().map(|(_, l)| l as usize).collect()
+            coarse::top_lists(self.metric, cip, qn2, &self.cnorm, nprobe)
         };
         let prep = self.prepare(q);
         let rescore = self.raw.is_some() && params.rescore > 0;
@@ -1175,8 +1183,7 @@ impl Index {
         }
         idx.trained = trained;
         idx.next_id = next_id;
-        idx.centroids = r.array::<f32>("centroids", Some(nl * dim))?.as_slice().to_vec();
-        idx.cnorm = idx.centroids.chunks_exact(dim).map(norm2).collect();
+        idx.set_centroids(r.array::<f32>("centroids", Some(nl * dim))?.as_slice().to_vec());
         idx.ids = SlotIds::from_buf(r.array::<i64>("ids", Some(count))?);
         if let Some(g) = &idx.graph {
             let storage = g.storage();

@@ -69,6 +69,15 @@ impl Sq8Query {
     pub fn ip(&self, code: &[u8]) -> f32 {
         self.bias + dot_u8(&self.w, code)
     }
+
+    /// Estimated `<q, x>` of `out.len()` consecutive codes.
+    #[inline]
+    pub fn ips(&self, codes: &[u8], out: &mut [f32]) {
+        super::rowdot::dots_u8(&self.w, codes, out);
+        for o in out.iter_mut() {
+            *o += self.bias;
+        }
+    }
 }
 
 #[cfg(test)]
