@@ -147,7 +147,7 @@ def file_bytes(save) -> int:
 
 
 # --- the libraries --------------------------------------------------------------------------------
-def mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, sweep, hnsw_ef, hnsw_kinds, ivf):
+def mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, sweep, hnsw_ef, hnsw_kinds, ivf, codecs):
     rows = []
 
     def st(t):
@@ -165,7 +165,8 @@ def mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, swe
             r = Runner(st, lambda x, ef=ef, index=index: index.search(x, K, ef_search=max(ef, K))[1], nq_single)
             m = r.measure(q, truth, threads)
             rows.append(dict(lib="mlvec", index=kind, param=f"ef={ef}", build=build, bpv=bpv, **m))
-    ivf_kinds = [f"IVF{nlist},PQ{pq_m}x4,rescore", f"IVF{nlist},SQ8", f"IVF{nlist},BIN,rescore"]
+    codecs = codecs or [f"PQ{pq_m}x4,rescore", "SQ8", "BIN,rescore"]
+    ivf_kinds = [f"IVF{nlist},{c}" for c in codecs]
     for kind in ivf_kinds if ivf else []:
         index = mi.index_factory(db.shape[1], kind, metric=metric)
         mlvec.set_num_threads(max(threads))
@@ -570,7 +571,9 @@ def run_dataset(name, db, q, metric, args, threads):
         out += ["Flat (exact) against faiss IndexFlat, batch of all queries:", ""]
         out += ["| threads | mlvec q/s | faiss q/s | ratio | same ids |", "|---|---|---|---|---|"]
         out += flat_vs_faiss(db, q, metric, threads)
-    rows = mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs, args.hnsw_kinds, ivf)
+    rows = mlvec_runs(
+        db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs, args.hnsw_kinds, ivf, args.ivf_codecs
+    )
     if "faiss" in args.peers:
         rows += faiss_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs, ivf)
     if "hnswlib" in args.peers:
@@ -607,6 +610,12 @@ def main(argv=None):
         nargs="+",
         default=DEFAULT_HNSW_KINDS,
         help="mlvec graph descriptions to run (HNSW<M>[_<efc>][,SQ8[,rescore16]])",
+    )
+    p.add_argument(
+        "--ivf-codecs",
+        nargs="+",
+        default=None,
+        help="mlvec IVF codecs to run, e.g. SQ8 'PQ16x4,rescore' 'BIN,rescore' (default: those three)",
     )
     p.add_argument("--hnsw-only", action="store_true", help="graph indexes only (no Flat, IVF or scan runs)")
     p.add_argument(

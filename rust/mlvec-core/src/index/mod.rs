@@ -885,7 +885,11 @@ impl Index {
             // Coarse scores of every query against every centroid (one GEMM for batches).
             let mut cip = vec![0f32; nq * nl];
             if nl > 1 && nq >= 8 {
-                flat::ip_matrix(q, &self.centroids, d, &mut cip);
+                // Blocks of queries in parallel: one GEMM would hold the other threads back.
+                const QB: usize = 64;
+                cip.par_chunks_mut(QB * nl)
+                    .zip(q.par_chunks(QB * d))
+                    .for_each(|(out, qb)| flat::ip_matrix(qb, &self.centroids, d, out));
             } else if nl > 1 {
                 // A GEMM would re-pack all centroids for a handful of queries: row dots win.
                 for (i, row) in cip.chunks_exact_mut(nl).enumerate() {
