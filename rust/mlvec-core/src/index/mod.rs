@@ -24,6 +24,7 @@ pub mod ivf;
 pub mod kmeans;
 pub mod metric;
 pub mod pq;
+pub mod projection;
 pub mod rowdot;
 pub mod sq8;
 pub mod topk;
@@ -134,6 +135,8 @@ pub struct Index {
     /// training mean for residual codecs and zero for Flat).
     centroids: Vec<f32>,
     cnorm: Vec<f32>,
+    /// Low-rank bounds that let a single query skip most centroids (low-rank centroids only).
+    projection: Option<projection::Projection>,
     codec: Codec,
     lists: Vec<List>,
     /// User id of each slot.
@@ -216,6 +219,7 @@ impl Index {
             trained: false,
             centroids: vec![0.0; dim],
             cnorm: vec![0.0],
+            projection: None,
             codec: Codec::Flat,
             lists: vec![List::default()],
             ids: SlotIds::default(),
@@ -668,9 +672,14 @@ impl Index {
 
     /// Scan list `l` into `top` (estimated scores, payload `pack(l, pos)`), offering only allowed
     /// slots.
-    /// Install coarse centroids (`[nl, dim]`) with their squared norms.
+    /// Install coarse centroids (`[nl, dim]`) with what is derived from them.
     fn set_centroids(&mut self, centroids: Vec<f32>) {
         self.cnorm = centroids.chunks_exact(self.dim).map(norm2).collect();
+        self.projection = if self.spec.nlist > 1 {
+            projection::Projection::new(&centroids, self.dim)
+        } else {
+            None
+        };
         self.centroids = centroids;
     }
 
@@ -882,36 +891,45 @@ impl Index {
                 })
                 .collect();
             }
-            // Coarse scores of every query against every centroid (one GEMM for batches).
-            let mut cip = vec![0f32; nq * nl];
-            if nl > 1 && nq >= 8 {
-                // Blocks of queries in parallel: one GEMM would hold the other threads back.
+            // Each query picks its lists by itself (through the low-rank bounds where the
+            // centroids allow, else a scan of all of them) unless a batch has no bounds to use:
+            // then one GEMM scores every query against every centroid, in parallel blocks.
+            let per_query = nl > 1 && (nq < 8 || self.projection.is_some());
+            let mut cip = vec![0f32; if per_query { 0 } else { nq * nl }];
+            if nl > 1 && !per_query {
                 const QB: usize = 64;
                 cip.par_chunks_mut(QB * nl)
                     .zip(q.par_chunks(QB * d))
                     .for_each(|(out, qb)| flat::ip_matrix(qb, &self.centroids, d, out));
-            } else if nl > 1 {
-                // A GEMM would re-pack all centroids for a handful of queries: row dots win.
-                for (i, row) in cip.chunks_exact_mut(nl).enumerate() {
-                    rowdot::dots_f32(&q[i * d..(i + 1) * d], &self.centroids, row);
-                }
-            } else if self.residual_codec() {
+            } else if nl == 1 && self.residual_codec() {
                 for i in 0..nq {
                     cip[i] = dot(&q[i * d..(i + 1) * d], &self.centroids);
                 }
             }
             let inner = !inline && nq < crate::threads::num_threads();
             map_queries(&|i| {
-                self.search_one(
-                    &q[i * d..(i + 1) * d],
-                    qn2[i],
-                    &cip[i * nl..(i + 1) * nl],
-                    k,
-                    nprobe,
-                    params,
-                    allow,
-                    inner,
-                )
+                let qi = &q[i * d..(i + 1) * d];
+                let mut own = Vec::new();
+                let (row, probe) = if per_query {
+                    own.resize(nl, 0f32);
+                    let (c, cn, m) = (&self.centroids, &self.cnorm, self.metric);
+                    let picked = self
+                        .projection
+                        .as_ref()
+                        .and_then(|p| p.probe(qi, qn2[i], c, cn, m, nprobe, &mut own));
+                    let probe = picked
+                        .unwrap_or_else(|| projection::probe_full(qi, qn2[i], c, cn, m, nprobe, &mut own));
+                    (&own[..], probe)
+                } else if nl == 1 {
+                    (&cip[i..i + 1], vec![0])
+                } else {
+                    let row = &cip[i * nl..(i + 1) * nl];
+                    (
+                        row,
+                        coarse::top_lists(self.metric, row, qn2[i], &self.cnorm, nprobe),
+                    )
+                };
+                self.search_one(qi, qn2[i], row, &probe, k, params, allow, inner)
             })
         };
         let results: Vec<Vec<(f32, u32)>> = if inline {
@@ -936,18 +954,12 @@ impl Index {
         q: &[f32],
         qn2: f32,
         cip: &[f32],
+        probe: &[usize],
         k: usize,
-        nprobe: usize,
         params: &SearchParams,
         allow: Option<&Bitmap>,
         inner: bool,
     ) -> Vec<(f32, u32)> {
-        let nl = self.lists.len();
-        let probe: Vec<usize> = if nl == 1 {
-            vec![0]
-        } else {
-            coarse::top_lists(self.metric, cip, qn2, &self.cnorm, nprobe)
-        };
         let prep = self.prepare(q);
         let rescore = self.raw.is_some() && params.rescore > 0;
         let is_bin = matches!(self.codec, Codec::Binary(_));
@@ -975,7 +987,7 @@ impl Index {
                 )
         } else {
             let mut t = TopK::new(ks);
-            for &l in &probe {
+            for &l in probe {
                 self.scan_list(&prep, q, qn2, l, base(l), &mut t, allow);
             }
             t
@@ -1080,7 +1092,13 @@ impl Index {
         };
         let raw = self.raw.as_ref().map_or(0, |r| 4 * r.data.len());
         let map = self.id_map.get().map_or(0, |m| m.capacity() * 16);
-        lists + codec + raw + map + self.ids.bytes() + 4 * (self.centroids.len() + self.cnorm.len())
+        lists
+            + codec
+            + raw
+            + map
+            + self.ids.bytes()
+            + 4 * (self.centroids.len() + self.cnorm.len())
+            + self.projection.as_ref().map_or(0, |p| p.bytes())
     }
 
     /// Write the index to `path` atomically (see [`io`]).
@@ -1525,6 +1543,85 @@ mod tests {
             }
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn low_rank_ivf_probes_the_same_lists_as_a_full_coarse_scan() {
+        // Centroids of data on an 8-dimensional subspace get the low-rank bounds; the same
+        // index without them (every centroid scored) must return identical results, for one
+        // query per call and for batches, under every metric, and after a reload.
+        let (n, d, k, rank) = (6000, 64, 10, 8);
+        let mut rng = Rng::new(9);
+        let basis: Vec<f32> = (0..rank * d).map(|_| rng.normal() as f32).collect();
+        let mut draw = |m: usize| -> Vec<f32> {
+            (0..m)
+                .flat_map(|_| {
+                    let z: Vec<f32> = (0..rank).map(|_| rng.normal() as f32).collect();
+                    (0..d)
+                        .map(|j| {
+                            let on: f32 = (0..rank).map(|i| z[i] * basis[i * d + j]).sum();
+                            on + 0.3 + 0.02 * rng.normal() as f32
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let db = draw(n);
+        let qs = draw(40);
+        let dir = std::env::temp_dir().join(format!("mlvec-lowrank-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
+            let mut idx = Index::new(d, "IVF256,Flat", metric, 0).unwrap();
+            idx.train(&db).unwrap();
+            idx.add(&db, None).unwrap();
+            assert!(
+                idx.projection.is_some(),
+                "{metric:?}: low-rank centroids get a projection"
+            );
+            let path = dir.join("lowrank.mlvec");
+            idx.save(&path).unwrap();
+            let mut plain = Index::load(&path, false).unwrap();
+            plain.projection = None;
+            // Near-ties: midpoints of two centroids, where the residuals decide the nearer one.
+            let c = &idx.centroids;
+            let mut qs = qs.clone();
+            for t in 0..40 {
+                let (a, b) = (t * 5 % 256, (t * 5 + 1) % 256);
+                qs.extend((0..d).map(|j| 0.5 * (c[a * d + j] + c[b * d + j])));
+            }
+            for nprobe in [1, 3, 12] {
+                let p = SearchParams {
+                    nprobe: Some(nprobe),
+                    ..SearchParams::default()
+                };
+                // The reference scores every centroid one query at a time (a batch without the
+                // bounds uses a GEMM, whose rounding may break exact midpoint ties otherwise).
+                let mut want = (Vec::new(), Vec::new());
+                for q in qs.chunks_exact(d) {
+                    let (s, ids) = plain.search(q, k, &p, None).unwrap();
+                    want.0.extend(s);
+                    want.1.extend(ids);
+                }
+                assert_eq!(idx.search(&qs, k, &p, None).unwrap(), want, "{metric:?} batch");
+                for (i, q) in qs.chunks_exact(d).enumerate() {
+                    let (s, ids) = idx.search(q, k, &p, None).unwrap();
+                    assert_eq!(
+                        ids,
+                        want.1[i * k..(i + 1) * k],
+                        "{metric:?} nprobe={nprobe} query {i}"
+                    );
+                    assert_eq!(s, want.0[i * k..(i + 1) * k]);
+                }
+            }
+            let back = Index::load(&path, true).unwrap();
+            assert!(back.projection.is_some());
+            let p = SearchParams::default();
+            assert_eq!(
+                back.search(&qs, k, &p, None).unwrap(),
+                idx.search(&qs, k, &p, None).unwrap()
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

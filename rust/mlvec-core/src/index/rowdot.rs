@@ -26,6 +26,18 @@ pub fn dots_f32(q: &[f32], rows: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `<q, row>` rounded exactly as [`dots_f32`] rounds it, so a centroid scored alone and in a
+/// full scan gets the same value (and ties fall the same way).
+pub fn dot_as_rows(q: &[f32], row: &[f32]) -> f32 {
+    assert_eq!(q.len(), row.len(), "dot_as_rows: length mismatch");
+    #[cfg(target_arch = "x86_64")]
+    if !q.is_empty() && matches!(detect(), Isa::Avx512 { .. }) {
+        // SAFETY: AVX-512F is present (checked at run time); lengths checked above.
+        return unsafe { avx512::one_row(q, row) };
+    }
+    dot(q, row)
+}
+
 /// `out[r] = <w, codes[r * d..(r + 1) * d]>` (codes widened to float) for `out.len()` rows.
 pub fn dots_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
     let d = w.len();
@@ -105,8 +117,29 @@ mod avx512 {
             r0 += ROWS;
         }
         for (r, o) in out.iter_mut().enumerate().skip(r0) {
-            *o = super::dot(q, &rows[r * d..(r + 1) * d]);
+            *o = one_row(q, &rows[r * d..(r + 1) * d]);
         }
+    }
+
+    /// One row through the same accumulation and fold as a full block (the other fifteen
+    /// accumulators are zero, and adding zero changes nothing).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn one_row(q: &[f32], row: &[f32]) -> f32 {
+        let d = q.len();
+        let full = d / 16;
+        let tail = (d % 16) as u32;
+        let tmask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+        let mut acc = [_mm512_setzero_ps(); ROWS];
+        for c in 0..full {
+            let qv = _mm512_loadu_ps(q.as_ptr().add(c * 16));
+            acc[0] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(row.as_ptr().add(c * 16)), acc[0]);
+        }
+        if tail > 0 {
+            let qv = _mm512_maskz_loadu_ps(tmask, q.as_ptr().add(full * 16));
+            let x = _mm512_maskz_loadu_ps(tmask, row.as_ptr().add(full * 16));
+            acc[0] = _mm512_fmadd_ps(qv, x, acc[0]);
+        }
+        _mm_cvtss_f32(_mm512_castps512_ps128(fold16(&acc)))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -173,6 +206,13 @@ mod tests {
                 let mut got = vec![0f32; n];
                 let mut got8 = vec![0f32; n];
                 dots_f32(&q, &rows, &mut got);
+                for r in 0..n {
+                    // Alone or in a block, a row rounds the same way.
+                    assert_eq!(
+                        dot_as_rows(&q, &rows[r * d..(r + 1) * d]).to_bits(),
+                        got[r].to_bits()
+                    );
+                }
                 dots_u8(&q, &codes, &mut got8);
                 for r in 0..n {
                     let want: f64 = (0..d).map(|j| q[j] as f64 * rows[r * d + j] as f64).sum();
