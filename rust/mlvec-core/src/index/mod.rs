@@ -670,8 +670,6 @@ impl Index {
         }
     }
 
-    /// Scan list `l` into `top` (estimated scores, payload `pack(l, pos)`), offering only allowed
-    /// slots.
     /// Install coarse centroids (`[nl, dim]`) with what is derived from them.
     fn set_centroids(&mut self, centroids: Vec<f32>) {
         self.cnorm = centroids.chunks_exact(self.dim).map(norm2).collect();
@@ -683,6 +681,8 @@ impl Index {
         self.centroids = centroids;
     }
 
+    /// Scan list `l` into `top` (estimated scores, payload `pack(l, pos)`), offering only allowed
+    /// slots.
     #[allow(clippy::too_many_arguments)]
     fn scan_list(
         &self,

@@ -174,8 +174,22 @@ mod avx512 {
             _mm512_storeu_ps(out.as_mut_ptr().add(r0), fold16(&acc));
             r0 += ROWS;
         }
+        // Leftover rows one at a time through the same accumulation and fold, so a code scores
+        // the same wherever it sits.
         for (r, o) in out.iter_mut().enumerate().skip(r0) {
-            *o = super::dot_u8(w, &codes[r * d..(r + 1) * d]);
+            let row = codes.as_ptr().add(r * d);
+            let mut acc = [_mm512_setzero_ps(); ROWS];
+            for c in 0..full {
+                let wv = _mm512_loadu_ps(w.as_ptr().add(c * 16));
+                acc[0] = _mm512_fmadd_ps(wv, widen(row.add(c * 16)), acc[0]);
+            }
+            if tail > 0 {
+                let wv = _mm512_maskz_loadu_ps(tmask, w.as_ptr().add(full * 16));
+                let mut buf = [0u8; 16];
+                core::ptr::copy_nonoverlapping(row.add(full * 16), buf.as_mut_ptr(), tail as usize);
+                acc[0] = _mm512_fmadd_ps(wv, widen(buf.as_ptr()), acc[0]);
+            }
+            *o = _mm_cvtss_f32(_mm512_castps512_ps128(fold16(&acc)));
         }
     }
 }
@@ -214,6 +228,11 @@ mod tests {
                     );
                 }
                 dots_u8(&q, &codes, &mut got8);
+                for r in 0..n {
+                    let mut one = [0f32];
+                    dots_u8(&q, &codes[r * d..(r + 1) * d], &mut one);
+                    assert_eq!(one[0].to_bits(), got8[r].to_bits(), "u8 alone vs in a block");
+                }
                 for r in 0..n {
                     let want: f64 = (0..d).map(|j| q[j] as f64 * rows[r * d + j] as f64).sum();
                     assert!(

@@ -3,8 +3,6 @@
 //! `x_d ≈ min_d + code_d · step_d`, so `<q, x> ≈ <q, min> + Σ_d (q_d · step_d) · code_d`: a query
 //! is prepared once into weights `q · step` and a bias, and each code costs one u8×f32 dot.
 
-use super::metric::dot_u8;
-
 /// Trained SQ8 parameters.
 #[derive(Clone, Debug)]
 pub struct Sq8 {
@@ -67,7 +65,10 @@ impl Sq8Query {
     /// Estimated `<q, x>` of one code.
     #[inline]
     pub fn ip(&self, code: &[u8]) -> f32 {
-        self.bias + dot_u8(&self.w, code)
+        // Through the list scan's kernel, so a code scores the same alone and in a scan.
+        let mut out = [0f32];
+        self.ips(code, &mut out);
+        out[0]
     }
 
     /// Estimated `<q, x>` of `out.len()` consecutive codes.
