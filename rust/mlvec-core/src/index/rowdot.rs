@@ -32,8 +32,10 @@ pub fn dot_as_rows(q: &[f32], row: &[f32]) -> f32 {
     assert_eq!(q.len(), row.len(), "dot_as_rows: length mismatch");
     #[cfg(target_arch = "x86_64")]
     if !q.is_empty() && matches!(detect(), Isa::Avx512 { .. }) {
+        let mut out = [0f32];
         // SAFETY: AVX-512F is present (checked at run time); lengths checked above.
-        return unsafe { avx512::one_row(q, row) };
+        unsafe { avx512::dots_f32(q, row, &mut out) };
+        return out[0];
     }
     dot(q, row)
 }
@@ -89,108 +91,84 @@ mod avx512 {
         lanes(e0, e1)
     }
 
+    /// `N` rows (`N ≤ 16`, `d` apart from `rows`) against `w`, one accumulator each, folded:
+    /// lane `r` of the result is row `r`'s dot product. `load` widens 16 elements to float32,
+    /// `load_part` the first `n < 16` (zeros after, nothing past them read). A single row goes
+    /// through the same sums as a full block (its other accumulators are zero, and adding zero
+    /// changes nothing), so a row scores the same alone and inside a block.
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn dots_f32(q: &[f32], rows: &[f32], out: &mut [f32]) {
-        let d = q.len();
-        let full = d / 16;
-        let tail = (d % 16) as u32;
-        let tmask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+    unsafe fn fold_rows<T, const N: usize>(
+        w: &[f32],
+        rows: *const T,
+        load: impl Fn(*const T) -> __m512,
+        load_part: impl Fn(*const T, usize) -> __m512,
+    ) -> __m512 {
+        let d = w.len();
+        let (full, tail) = (d / 16, d % 16);
+        let mut acc = [_mm512_setzero_ps(); ROWS];
+        for c in 0..full {
+            let wv = _mm512_loadu_ps(w.as_ptr().add(c * 16));
+            for (r, a) in acc.iter_mut().enumerate().take(N) {
+                *a = _mm512_fmadd_ps(wv, load(rows.add(r * d + c * 16)), *a);
+            }
+        }
+        if tail > 0 {
+            let wv = _mm512_maskz_loadu_ps(((1u32 << tail) - 1) as __mmask16, w.as_ptr().add(full * 16));
+            for (r, a) in acc.iter_mut().enumerate().take(N) {
+                *a = _mm512_fmadd_ps(wv, load_part(rows.add(r * d + full * 16), tail), *a);
+            }
+        }
+        fold16(&acc)
+    }
+
+    /// Every row of `rows` (`out.len()` of them) against `w`: blocks of sixteen, then the rest
+    /// one at a time through the same sums.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dots<T>(
+        w: &[f32],
+        rows: &[T],
+        out: &mut [f32],
+        load: impl Fn(*const T) -> __m512,
+        load_part: impl Fn(*const T, usize) -> __m512,
+    ) {
+        let d = w.len();
         let n = out.len();
         let mut r0 = 0;
         while r0 + ROWS <= n {
-            let base = rows.as_ptr().add(r0 * d);
-            let mut acc = [_mm512_setzero_ps(); ROWS];
-            for c in 0..full {
-                let qv = _mm512_loadu_ps(q.as_ptr().add(c * 16));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(qv, _mm512_loadu_ps(base.add(r * d + c * 16)), *a);
-                }
-            }
-            if tail > 0 {
-                let qv = _mm512_maskz_loadu_ps(tmask, q.as_ptr().add(full * 16));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let x = _mm512_maskz_loadu_ps(tmask, base.add(r * d + full * 16));
-                    *a = _mm512_fmadd_ps(qv, x, *a);
-                }
-            }
-            _mm512_storeu_ps(out.as_mut_ptr().add(r0), fold16(&acc));
+            let v = fold_rows::<T, ROWS>(w, rows.as_ptr().add(r0 * d), &load, &load_part);
+            _mm512_storeu_ps(out.as_mut_ptr().add(r0), v);
             r0 += ROWS;
         }
         for (r, o) in out.iter_mut().enumerate().skip(r0) {
-            *o = one_row(q, &rows[r * d..(r + 1) * d]);
+            let v = fold_rows::<T, 1>(w, rows.as_ptr().add(r * d), &load, &load_part);
+            *o = _mm_cvtss_f32(_mm512_castps512_ps128(v));
         }
     }
 
-    /// One row through the same accumulation and fold as a full block (the other fifteen
-    /// accumulators are zero, and adding zero changes nothing).
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn one_row(q: &[f32], row: &[f32]) -> f32 {
-        let d = q.len();
-        let full = d / 16;
-        let tail = (d % 16) as u32;
-        let tmask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
-        let mut acc = [_mm512_setzero_ps(); ROWS];
-        for c in 0..full {
-            let qv = _mm512_loadu_ps(q.as_ptr().add(c * 16));
-            acc[0] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(row.as_ptr().add(c * 16)), acc[0]);
-        }
-        if tail > 0 {
-            let qv = _mm512_maskz_loadu_ps(tmask, q.as_ptr().add(full * 16));
-            let x = _mm512_maskz_loadu_ps(tmask, row.as_ptr().add(full * 16));
-            acc[0] = _mm512_fmadd_ps(qv, x, acc[0]);
-        }
-        _mm_cvtss_f32(_mm512_castps512_ps128(fold16(&acc)))
+    pub unsafe fn dots_f32(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        dots(
+            q,
+            rows,
+            out,
+            |p| _mm512_loadu_ps(p),
+            |p, n| _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p),
+        );
     }
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dots_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
-        let d = w.len();
-        let full = d / 16;
-        let tail = (d % 16) as u32;
-        let tmask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
-        let n = out.len();
         let widen =
             |p: *const u8| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i)));
-        let mut r0 = 0;
-        while r0 + ROWS <= n {
-            let base = codes.as_ptr().add(r0 * d);
-            let mut acc = [_mm512_setzero_ps(); ROWS];
-            for c in 0..full {
-                let wv = _mm512_loadu_ps(w.as_ptr().add(c * 16));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(wv, widen(base.add(r * d + c * 16)), *a);
-                }
-            }
-            if tail > 0 {
-                let wv = _mm512_maskz_loadu_ps(tmask, w.as_ptr().add(full * 16));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    // The code tail through a zeroed buffer: no byte past the row is read.
-                    let mut buf = [0u8; 16];
-                    let t = base.add(r * d + full * 16);
-                    core::ptr::copy_nonoverlapping(t, buf.as_mut_ptr(), tail as usize);
-                    *a = _mm512_fmadd_ps(wv, widen(buf.as_ptr()), *a);
-                }
-            }
-            _mm512_storeu_ps(out.as_mut_ptr().add(r0), fold16(&acc));
-            r0 += ROWS;
-        }
-        // Leftover rows one at a time through the same accumulation and fold, so a code scores
-        // the same wherever it sits.
-        for (r, o) in out.iter_mut().enumerate().skip(r0) {
-            let row = codes.as_ptr().add(r * d);
-            let mut acc = [_mm512_setzero_ps(); ROWS];
-            for c in 0..full {
-                let wv = _mm512_loadu_ps(w.as_ptr().add(c * 16));
-                acc[0] = _mm512_fmadd_ps(wv, widen(row.add(c * 16)), acc[0]);
-            }
-            if tail > 0 {
-                let wv = _mm512_maskz_loadu_ps(tmask, w.as_ptr().add(full * 16));
-                let mut buf = [0u8; 16];
-                core::ptr::copy_nonoverlapping(row.add(full * 16), buf.as_mut_ptr(), tail as usize);
-                acc[0] = _mm512_fmadd_ps(wv, widen(buf.as_ptr()), acc[0]);
-            }
-            *o = _mm_cvtss_f32(_mm512_castps512_ps128(fold16(&acc)));
-        }
+        let widen_part = |p: *const u8, n: usize| {
+            // Through a zeroed buffer: no byte past the row is read.
+            let mut buf = [0u8; 16];
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+            widen(buf.as_ptr())
+        };
+        dots(w, codes, out, widen, widen_part);
     }
 }
 
