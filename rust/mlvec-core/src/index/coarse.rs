@@ -5,6 +5,7 @@
 //! tests the running threshold inline (almost every list loses and costs one compare).
 
 use super::metric::Metric;
+use super::rowdot::dots_f32;
 use super::topk::TopK;
 
 /// `keys[l] = metric.from_ip(ip[l], qn2, cnorm[l])`, the match hoisted out of the loop.
@@ -32,14 +33,32 @@ fn select(keys: &[f32], t: &mut TopK) {
     }
 }
 
-/// The `n` best lists for coarse inner products `ip` (`cnorm[l] = ‖c_l‖²`, `qn2 = ‖q‖²`), best
-/// first, ties to the smaller list.
-pub fn top_lists(metric: Metric, ip: &[f32], qn2: f32, cnorm: &[f32], n: usize) -> Vec<usize> {
-    let mut keys = Vec::new();
-    keys_into(metric, ip, qn2, cnorm, &mut keys);
-    let mut t = TopK::new(n);
-    select(&keys, &mut t);
-    t.into_sorted().into_iter().map(|(_, l)| l as usize).collect()
+/// The coarse centroids as the list selection sees them.
+#[derive(Clone, Copy)]
+pub struct Centroids<'a> {
+    /// `[nl, d]`, row-major.
+    pub rows: &'a [f32],
+    /// `‖c_l‖²`.
+    pub norms: &'a [f32],
+    pub metric: Metric,
+}
+
+impl Centroids<'_> {
+    /// The `n` best lists for coarse inner products `ip` (`qn2 = ‖q‖²`), best first, ties to
+    /// the smaller list.
+    pub fn top_lists(&self, ip: &[f32], qn2: f32, n: usize) -> Vec<usize> {
+        let mut keys = Vec::new();
+        keys_into(self.metric, ip, qn2, self.norms, &mut keys);
+        let mut t = TopK::new(n);
+        select(&keys, &mut t);
+        t.into_sorted().into_iter().map(|(_, l)| l as usize).collect()
+    }
+
+    /// Score `q` against every centroid into `cip` and return its `n` best lists.
+    pub fn scan_all(&self, q: &[f32], qn2: f32, n: usize, cip: &mut [f32]) -> Vec<usize> {
+        dots_f32(q, self.rows, cip);
+        self.top_lists(cip, qn2, n)
+    }
 }
 
 #[cfg(test)]
@@ -60,7 +79,12 @@ mod tests {
             order.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
             for n in [1usize, 2, 7, 64, nl, nl + 5] {
                 let want: Vec<usize> = order.iter().copied().take(n).collect();
-                assert_eq!(top_lists(metric, &ip, qn2, &cnorm, n), want, "{metric:?} n={n}");
+                let c = Centroids {
+                    rows: &[],
+                    norms: &cnorm,
+                    metric,
+                };
+                assert_eq!(c.top_lists(&ip, qn2, n), want, "{metric:?} n={n}");
             }
         }
     }

@@ -910,24 +910,24 @@ impl Index {
             map_queries(&|i| {
                 let qi = &q[i * d..(i + 1) * d];
                 let mut own = Vec::new();
+                let cents = coarse::Centroids {
+                    rows: &self.centroids,
+                    norms: &self.cnorm,
+                    metric: self.metric,
+                };
                 let (row, probe) = if per_query {
                     own.resize(nl, 0f32);
-                    let (c, cn, m) = (&self.centroids, &self.cnorm, self.metric);
                     let picked = self
                         .projection
                         .as_ref()
-                        .and_then(|p| p.probe(qi, qn2[i], c, cn, m, nprobe, &mut own));
-                    let probe = picked
-                        .unwrap_or_else(|| projection::probe_full(qi, qn2[i], c, cn, m, nprobe, &mut own));
+                        .and_then(|p| p.probe(&cents, qi, qn2[i], nprobe, &mut own));
+                    let probe = picked.unwrap_or_else(|| cents.scan_all(qi, qn2[i], nprobe, &mut own));
                     (&own[..], probe)
                 } else if nl == 1 {
                     (&cip[i..i + 1], vec![0])
                 } else {
                     let row = &cip[i * nl..(i + 1) * nl];
-                    (
-                        row,
-                        coarse::top_lists(self.metric, row, qn2[i], &self.cnorm, nprobe),
-                    )
+                    (row, cents.top_lists(row, qn2[i], nprobe))
                 };
                 self.search_one(qi, qn2[i], row, &probe, k, params, allow, inner)
             })

@@ -18,7 +18,7 @@
 //! not of e5 sentence embeddings); a query whose bounds still leave too many candidates falls
 //! back to the full scan.
 
-use super::coarse::top_lists;
+use super::coarse::Centroids;
 use super::flat::ip_matrix;
 use super::metric::Metric;
 use super::rowdot::{dot_as_rows, dots_f32};
@@ -186,18 +186,15 @@ impl Projection {
     /// The `nprobe` best lists for `q` under `metric`, best first, exactly those a full scan
     /// picks; `cip[l]` then holds the exact inner product of each of them. `None` when the
     /// bounds leave too many candidates (the caller scans in full).
-    #[allow(clippy::too_many_arguments)]
     pub fn probe(
         &self,
+        c: &Centroids,
         q: &[f32],
         qn2: f32,
-        centroids: &[f32],
-        cnorm: &[f32],
-        metric: Metric,
         nprobe: usize,
         cip: &mut [f32],
     ) -> Option<Vec<usize>> {
-        let (d, nl) = (self.d, cip.len());
+        let (d, nl, metric, cnorm) = (self.d, cip.len(), c.metric, c.norms);
         let (rq, kq) = self.approx(q, cip);
         // Scores go through `metric.from_ip`, as in the full scan's selection; it is monotone
         // in the inner product, rounding included.
@@ -210,7 +207,7 @@ impl Projection {
         }
         let mut best = TopK::new(nprobe);
         for &l in &cand {
-            let ip = dot_as_rows(q, &centroids[l * d..(l + 1) * d]);
+            let ip = dot_as_rows(q, &c.rows[l * d..(l + 1) * d]);
             cip[l] = ip;
             best.push(metric.from_ip(ip, qn2, cnorm[l]), l as u32);
         }
@@ -445,20 +442,6 @@ fn jacobi_eigen(a: &mut [f64], r: usize) -> (Vec<f64>, Vec<f64>) {
     ((0..r).map(|i| a[i * r + i]).collect(), v)
 }
 
-/// Full-scan fallback with the same contract as [`Projection::probe`].
-pub fn probe_full(
-    q: &[f32],
-    qn2: f32,
-    centroids: &[f32],
-    cnorm: &[f32],
-    metric: Metric,
-    nprobe: usize,
-    cip: &mut [f32],
-) -> Vec<usize> {
-    dots_f32(q, centroids, cip);
-    top_lists(metric, cip, qn2, cnorm, nprobe)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,9 +542,14 @@ mod tests {
                 for metric in [Metric::Ip, Metric::L2] {
                     for nprobe in [1usize, 3, 16] {
                         let mut full = vec![0f32; nl];
-                        let want = probe_full(q, qn2, &cents, &cnorm, metric, nprobe, &mut full);
+                        let c = Centroids {
+                            rows: &cents,
+                            norms: &cnorm,
+                            metric,
+                        };
+                        let want = c.scan_all(q, qn2, nprobe, &mut full);
                         let mut cip = vec![0f32; nl];
-                        if let Some(got) = p.probe(q, qn2, &cents, &cnorm, metric, nprobe, &mut cip) {
+                        if let Some(got) = p.probe(&c, q, qn2, nprobe, &mut cip) {
                             assert_eq!(got, want, "d={d} nprobe={nprobe} {metric:?}");
                             for &l in &got {
                                 assert_eq!(cip[l], full[l]);
@@ -573,9 +561,12 @@ mod tests {
             // Queries on the subspace are pruned, not sent to the fallback.
             let q = &on[..d];
             let mut cip = vec![0f32; nl];
-            assert!(p
-                .probe(q, dot(q, q), &cents, &cnorm, Metric::L2, 4, &mut cip)
-                .is_some());
+            let c = Centroids {
+                rows: &cents,
+                norms: &cnorm,
+                metric: Metric::L2,
+            };
+            assert!(p.probe(&c, q, dot(q, q), 4, &mut cip).is_some());
         }
     }
 
