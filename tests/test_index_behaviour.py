@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -290,6 +291,42 @@ def test_concurrent_search_add_remove_is_safe(kind):
     assert len(index) == 2000 + 1000
     ids = index.ids()
     assert len(np.unique(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("kind", ["IVF8,SQ8", "HNSW8"])
+def test_single_query_threads_match_sequential(kind):
+    """Short calls from many threads (the GIL changing hands around every call, a thread between
+    calls busy in Python or asleep) return exactly what one thread gets."""
+    index, db = built(kind, n=2000)
+    q = mixture(64, 32, seed=21)
+    want = [index.search(q[r], 10, nprobe=4) for r in range(len(q))]
+    got: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    errors = []
+
+    def caller(rows, pause):
+        try:
+            for r in rows:
+                got[r] = index.search(q[r], 10, nprobe=4)
+                if pause == "python":
+                    sum(range(2000))  # holds the GIL after the call returned
+                elif pause == "sleep":
+                    time.sleep(0.0005)  # releases it outside mlvec
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    pauses = ["none", "none", "python", "sleep"]
+    threads = [
+        threading.Thread(target=caller, args=(range(t, len(q), len(pauses)), p)) for t, p in enumerate(pauses)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(got) == list(range(len(q)))
+    for r, (s, i) in got.items():
+        np.testing.assert_array_equal(i, want[r][1])
+        np.testing.assert_array_equal(s, want[r][0])
 
 
 def test_config_and_factory_agree():

@@ -6,6 +6,7 @@
 
 use crate::arrays::describe;
 use crate::errors::IntoPyResult;
+use crate::gil;
 use mlvec_core::hnsw::{Hnsw, Metric, Params, Storage};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -168,13 +169,12 @@ impl HnswIndex {
         let allow = allow.map(|a| ids1("allow", a)).transpose()?;
         let qs = qa.as_slice()?;
         let k = k as usize;
-        let (s, i) = py
-            .allow_threads(|| {
-                let g = self.read();
-                let set = allow.as_ref().map(|a| g.node_set(a));
-                g.search_batch(qs, k, ef_search.map(|e| e as usize), set.as_ref())
-            })
-            .py()?;
+        let (s, i) = gil::detach(py, || {
+            let g = self.read();
+            let set = allow.as_ref().map(|a| g.node_set(a));
+            g.search_batch(qs, k, ef_search.map(|e| e as usize), set.as_ref())
+        })
+        .py()?;
         Ok((
             PyArray1::from_vec(py, s).reshape([nq, k])?,
             PyArray1::from_vec(py, i).reshape([nq, k])?,

@@ -8,6 +8,7 @@
 
 use crate::arrays::{contiguous1, describe, FloatSlice, Floats2};
 use crate::errors::IntoPyResult;
+use crate::gil;
 use mlvec_core::index::{metric::Metric, Index, SearchParams};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
@@ -141,17 +142,16 @@ impl PyIndex {
             ef_search: ef_search.map(|e| e as usize),
         };
         let k = k as usize;
-        let (s, i) = py
-            .allow_threads(|| {
-                let idx = self.read();
-                let allow = match (ai, am) {
-                    (Some(ids), _) => Some(idx.allow_ids(ids)),
-                    (_, Some(mask)) => Some(idx.allow_mask(mask)),
-                    _ => None,
-                };
-                idx.search(&v, k, &params, allow.as_ref())
-            })
-            .py()?;
+        let (s, i) = gil::detach(py, || {
+            let idx = self.read();
+            let allow = match (ai, am) {
+                (Some(ids), _) => Some(idx.allow_ids(ids)),
+                (_, Some(mask)) => Some(idx.allow_mask(mask)),
+                _ => None,
+            };
+            idx.search(&v, k, &params, allow.as_ref())
+        })
+        .py()?;
         Ok((
             PyArray1::from_vec(py, s).reshape([nq, k])?,
             PyArray1::from_vec(py, i).reshape([nq, k])?,

@@ -5,6 +5,7 @@ mod arrays;
 mod contrastive;
 mod cuda;
 mod errors;
+mod gil;
 mod hnsw;
 mod index;
 mod maxsim;
