@@ -11,7 +11,7 @@
 //! into the tile), so the caller's GEMM need not make another pass for it.
 
 use crate::{Error, Result};
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Lanes of the explicit accumulators: wide enough for AVX-512, so LLVM vectorises the loops.
 const LANES: usize = 16;
@@ -385,6 +385,21 @@ dispatch!(softmax_grad_simd, softmax_grad_chunk,
     (chunk: &mut [f32], m: usize, bias: f32, shift_r: &[f32], shift_c: Option<&[f32]>) -> ());
 dispatch!(sigmoid_loss_simd, sigmoid_loss_chunk, (chunk: &[f32], m: usize, bias: f32) -> f64);
 
+/// `f` on every item, in parallel ([`crate::threads::for_each_part`]: on torch's OpenMP team
+/// when it is loaded, else on the mlvec pool); the items come back in their order.
+fn par_each<T: Send>(items: Vec<T>, f: impl Fn(&mut T) + Sync) -> Vec<T> {
+    // Each slot is locked only by the one thread running its part (never contended); a lock
+    // can only be poisoned by a panic, which for_each_part re-raises anyway.
+    let slots: Vec<Mutex<T>> = items.into_iter().map(Mutex::new).collect();
+    crate::threads::for_each_part(slots.len(), &|i| {
+        f(&mut slots[i].lock().unwrap_or_else(|e| e.into_inner()))
+    });
+    slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
+}
+
 // -------------------------------------------------------------------------------------------
 // Public entry points
 // -------------------------------------------------------------------------------------------
@@ -412,21 +427,20 @@ pub fn softmax_stats(
     // A fixed number of rows per parallel part (not one part per thread): the column sums are
     // then added in the same order whatever the thread count, so results are reproducible.
     let part = rows * (PART_ROWS / rows).max(1);
-    let parts: Vec<Option<ColStats>> = crate::threads::install(|| {
-        tile.par_chunks_mut(part * m)
-            .zip(row_lse.par_chunks_mut(part))
-            .map(|(block, lse)| {
-                let mut stats = cols.then(|| ColStats::new(m));
-                for (chunk, l) in block.chunks_mut(rows * m).zip(lse.chunks_mut(rows)) {
-                    softmax_stats_simd(chunk, m, bias, l, stats.as_mut());
-                }
-                stats
-            })
-            .collect()
-    });
+    let blocks = tile.chunks_mut(part * m).zip(row_lse.chunks_mut(part));
+    let parts = par_each(
+        blocks.map(|(b, l)| (b, l, None)).collect(),
+        |(block, lse, stats)| {
+            let stats: &mut Option<ColStats> = stats;
+            *stats = cols.then(|| ColStats::new(m));
+            for (chunk, l) in block.chunks_mut(rows * m).zip(lse.chunks_mut(rows)) {
+                softmax_stats_simd(chunk, m, bias, l, stats.as_mut());
+            }
+        },
+    );
     if let Some(out) = col_lse {
         let mut total = ColStats::new(m);
-        for p in parts.iter().flatten() {
+        for p in parts.iter().filter_map(|(_, _, p)| p.as_ref()) {
             merge_col_stats_simd(&mut total.max, &mut total.sum, &p.max, &p.sum);
         }
         for ((o, &mx), &s) in out.iter_mut().zip(total.max.iter()).zip(total.sum.iter()) {
@@ -453,11 +467,10 @@ pub fn softmax_grad(
         check_len("shift_c", c.len(), m, "one per tile column")?;
     }
     let rows = chunk_rows(m);
-    crate::threads::install(|| {
-        tile.par_chunks_mut(rows * m)
-            .zip(shift_r.par_chunks(rows))
-            .for_each(|(chunk, sr)| softmax_grad_simd(chunk, m, bias, sr, shift_c))
-    });
+    par_each(
+        tile.chunks_mut(rows * m).zip(shift_r.chunks(rows)).collect(),
+        |(chunk, sr)| softmax_grad_simd(chunk, m, bias, sr, shift_c),
+    );
     Ok(())
 }
 
@@ -465,13 +478,12 @@ pub fn softmax_grad(
 pub fn sigmoid_loss(tile: &[f32], n: usize, m: usize, bias: f32) -> Result<f64> {
     check_tile(tile.len(), n, m)?;
     let rows = chunk_rows(m);
-    Ok(crate::threads::install(|| {
-        tile.par_chunks(rows * m)
-            .map(|chunk| sigmoid_loss_simd(chunk, m, bias))
-            .collect::<Vec<f64>>()
-            .iter()
-            .sum()
-    }))
+    let parts = par_each(
+        tile.chunks(rows * m).map(|c| (c, 0.0)).collect(),
+        |(chunk, sum)| *sum = sigmoid_loss_simd(chunk, m, bias),
+    );
+    // Summed in chunk order: the same result whatever the thread count.
+    Ok(parts.iter().map(|&(_, s)| s).sum())
 }
 
 /// SigLIP forward and backward of one tile in a single pass: writes
@@ -480,13 +492,14 @@ pub fn sigmoid_loss(tile: &[f32], n: usize, m: usize, bias: f32) -> Result<f64> 
 pub fn sigmoid_loss_grad(tile: &mut [f32], n: usize, m: usize, bias: f32, factor: f32) -> Result<(f64, f64)> {
     check_tile(tile.len(), n, m)?;
     let rows = chunk_rows(m);
-    let parts: Vec<(f64, f64)> = crate::threads::install(|| {
-        tile.par_chunks_mut(rows * m)
-            .map(|chunk| sigmoid_loss_grad_simd(chunk, m, bias, factor))
-            .collect()
-    });
+    let parts = par_each(
+        tile.chunks_mut(rows * m).map(|c| (c, (0.0, 0.0))).collect(),
+        |(chunk, sums)| *sums = sigmoid_loss_grad_simd(chunk, m, bias, factor),
+    );
     // Summed in chunk order: the same result whatever the thread count.
-    Ok(parts.iter().fold((0.0, 0.0), |(l, g), &(a, b)| (l + a, g + b)))
+    Ok(parts
+        .iter()
+        .fold((0.0, 0.0), |(l, g), &(_, (a, b))| (l + a, g + b)))
 }
 
 #[cfg(test)]

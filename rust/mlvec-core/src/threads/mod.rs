@@ -51,3 +51,23 @@ pub fn set_num_threads(n: usize) -> crate::Result<()> {
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool().install(f)
 }
+
+/// Run `f(part)` for every `part` in `0..parts`, in parallel, on the process's OpenMP team when
+/// an OpenMP runtime is loaded (see [`openmp`]; `MLVEC_OPENMP=0` in the environment opts out),
+/// else on the mlvec pool; [`num_threads`] threads either way. Parts may run in any order and
+/// on any thread; callers that combine per-part results do so in part order.
+pub fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+    if parts == 0 {
+        return;
+    }
+    let opted_out = std::env::var_os("MLVEC_OPENMP").is_some_and(|v| v == "0");
+    if parts > 1 && !opted_out && openmp::run(parts, num_threads(), f) {
+        return;
+    }
+    install(|| {
+        use rayon::prelude::*;
+        (0..parts).into_par_iter().for_each(f)
+    })
+}
+
+pub mod openmp;
