@@ -3,9 +3,10 @@
 //! The tiled losses compute a `n x m` block of logits `L = A_tile @ B_tile^T` (a GEMM) and then
 //! need, per block, the row and column log-sum-exps (InfoNCE forward), the weight block
 //! `exp(L - shift_r) + exp(L - shift_c)` (InfoNCE backward), `sum softplus(L)` (SigLIP value)
-//! and, in the same pass when gradients are wanted, `sigmoid(L)`. Done as separate tensor operations that is several passes
-//! over a block that does not fit in cache; here each is one pass over row chunks small enough to
-//! stay in L2, with vectorised `exp`/`ln` and rayon over the chunks on [`crate::threads`].
+//! and, in the same pass when gradients are wanted, `sigmoid(L)`. Done as separate tensor
+//! operations that is several passes over a block that does not fit in cache; here each is one
+//! pass over row chunks small enough to stay in L2, with vectorised `exp`/`ln`, the chunks in
+//! parallel through [`crate::threads::for_each_part`] (on torch's OpenMP team when loaded).
 //!
 //! Every function adds `bias` to the logits first (and, where it says so, writes the result back
 //! into the tile), so the caller's GEMM need not make another pass for it.
@@ -408,7 +409,7 @@ fn par_each<T: Send>(items: Vec<T>, f: impl Fn(&mut T) + Sync) -> Vec<T> {
 ///
 /// Adds `bias` to every logit in place (so the caller can read positive logits afterwards),
 /// writes `row_lse[i] = ln sum_j e^{L_ij}` and, when given, `col_lse[j] = ln sum_i e^{L_ij}`.
-/// One pass over row chunks that stay in cache; rows in parallel on the mlvec pool.
+/// One pass over row chunks that stay in cache, in parallel (see [`par_each`]).
 pub fn softmax_stats(
     tile: &mut [f32],
     n: usize,
