@@ -409,7 +409,7 @@ fn par_each<T: Send>(items: Vec<T>, f: impl Fn(&mut T) + Sync) -> Vec<T> {
 ///
 /// Adds `bias` to every logit in place (so the caller can read positive logits afterwards),
 /// writes `row_lse[i] = ln sum_j e^{L_ij}` and, when given, `col_lse[j] = ln sum_i e^{L_ij}`.
-/// One pass over row chunks that stay in cache, in parallel (see [`par_each`]).
+/// One pass over row chunks that stay in cache, in parallel ([`crate::threads::for_each_part`]).
 pub fn softmax_stats(
     tile: &mut [f32],
     n: usize,
