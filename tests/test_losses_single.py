@@ -63,7 +63,10 @@ def test_clip_matches_dense_reference(target, symmetric, eps, with_bias):
 def test_clip_diagonal_equals_torch_cross_entropy():
     # An independent formulation: torch's own cross_entropy on the full logits.
     gen = torch.Generator().manual_seed(2)
-    a, b = torch.randn(17, 8, generator=gen, dtype=torch.float64), torch.randn(17, 8, generator=gen, dtype=torch.float64)
+    a, b = (
+        torch.randn(17, 8, generator=gen, dtype=torch.float64),
+        torch.randn(17, 8, generator=gen, dtype=torch.float64),
+    )
     logits = 4.0 * a @ b.T
     y = torch.arange(17)
     ce = torch.nn.functional.cross_entropy
@@ -109,9 +112,13 @@ def test_filip_matches_dense_reference(dtype, target, symmetric):
     ta, tb = _leaf(ta, dtype), _leaf(tb, dtype)
     scale, bias = _leaf(torch.tensor(2.0), dtype), _leaf(torch.tensor(0.3), dtype)
     kw, row_pos = _targets(target, na, nb, gen)
-    got = L.filip_loss(ta, ma, tb, mb, scale, bias, symmetric=symmetric, label_smoothing=0.05, tile_size=4, **kw)
+    got = L.filip_loss(
+        ta, ma, tb, mb, scale, bias, symmetric=symmetric, label_smoothing=0.05, tile_size=4, **kw
+    )
     ref_in = [_leaf(x) for x in (ta, tb, scale, bias)]
-    want = filip_ref(ref_in[0], ma, ref_in[1], mb, ref_in[2], ref_in[3], row_pos=row_pos, symmetric=symmetric, eps=0.05)
+    want = filip_ref(
+        ref_in[0], ma, ref_in[1], mb, ref_in[2], ref_in[3], row_pos=row_pos, symmetric=symmetric, eps=0.05
+    )
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got.double(), want, **tol)
     _close(_grads(got, [ta, tb, scale, bias]), _grads(want, ref_in), **tol)
@@ -129,7 +136,9 @@ def test_colbert_matches_dense_reference(dtype, symmetric):
     labels = torch.arange(nq) * 2  # every query has one positive, the other documents are negatives
     got = L.colbert_loss(tq, mq, td, md, scale, labels=labels, symmetric=symmetric, tile_size=4)
     ref_in = [_leaf(x) for x in (tq, td, scale)]
-    want = colbert_ref(ref_in[0], mq, ref_in[1], md, ref_in[2], row_pos=labels.reshape(-1, 1), symmetric=symmetric)
+    want = colbert_ref(
+        ref_in[0], mq, ref_in[1], md, ref_in[2], row_pos=labels.reshape(-1, 1), symmetric=symmetric
+    )
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got.double(), want, **tol)
     _close(_grads(got, [tq, td, scale]), _grads(want, ref_in), **tol)
@@ -138,8 +147,16 @@ def test_colbert_matches_dense_reference(dtype, symmetric):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_inputs_accumulate_in_fp32(dtype):
     gen = torch.Generator().manual_seed(6)
-    a = torch.nn.functional.normalize(torch.randn(40, 32, generator=gen), dim=-1).to(dtype).requires_grad_(True)
-    b = torch.nn.functional.normalize(torch.randn(40, 32, generator=gen), dim=-1).to(dtype).requires_grad_(True)
+    a = (
+        torch.nn.functional.normalize(torch.randn(40, 32, generator=gen), dim=-1)
+        .to(dtype)
+        .requires_grad_(True)
+    )
+    b = (
+        torch.nn.functional.normalize(torch.randn(40, 32, generator=gen), dim=-1)
+        .to(dtype)
+        .requires_grad_(True)
+    )
     got = L.clip_loss(a, b, 20.0, tile_size=16)
     ga, gb = _grads(got, [a, b])
     assert ga.dtype == dtype and gb.dtype == dtype
@@ -167,9 +184,12 @@ def test_gradcheck_clip_siglip():
     s, bias = _leaf(torch.tensor(1.5)), _leaf(torch.tensor(0.2))
     pos = torch.tensor([[0, 2], [1, -1], [2, -1], [3, 4], [5, -1], [4, -1]])
     assert torch.autograd.gradcheck(
-        lambda a, b, s, c: L.clip_loss(a, b, s, c, positives=pos, label_smoothing=0.1, tile_size=4), (a, b, s, bias)
+        lambda a, b, s, c: L.clip_loss(a, b, s, c, positives=pos, label_smoothing=0.1, tile_size=4),
+        (a, b, s, bias),
     )
-    assert torch.autograd.gradcheck(lambda a, b, s, c: L.siglip_loss(a, b, s, c, tile_size=4), (a, b, s, bias))
+    assert torch.autograd.gradcheck(
+        lambda a, b, s, c: L.siglip_loss(a, b, s, c, tile_size=4), (a, b, s, bias)
+    )
 
 
 def test_gradcheck_filip_colbert():
@@ -262,3 +282,37 @@ def test_siglip_float32_one_sweep_matches_reference(target):
     (2.0 * got).backward()
     for t, g in zip((a, b, s, bias), first, strict=True):
         torch.testing.assert_close(t.grad, 2.0 * g, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_openmp_team_and_own_pool_agree_bit_for_bit(loss, monkeypatch):
+    # float32 tiles on the CPU run their element-wise passes on torch's OpenMP team when it is
+    # loaded, or on mlvec's pool with MLVEC_OPENMP=0; per-part results are combined in part order,
+    # so which threads ran the parts must not change a bit. 1,024-wide tiles are split into 16
+    # row chunks (64K floats each) and 4 statistics parts, so there is more than one part.
+    gen = torch.Generator().manual_seed(13)
+    a32 = torch.nn.functional.normalize(torch.randn(1100, 16, generator=gen), dim=-1)
+    b32 = torch.nn.functional.normalize(torch.randn(1100, 16, generator=gen), dim=-1)
+
+    def run():
+        a, b = a32.clone().requires_grad_(True), b32.clone().requires_grad_(True)
+        s, bias = torch.tensor(10.0, requires_grad=True), torch.tensor(-5.0, requires_grad=True)
+        out = (
+            L.clip_loss(a, b, s, tile_size=1024)
+            if loss == "clip"
+            else L.siglip_loss(a, b, s, bias, tile_size=1024)
+        )
+        out.backward()
+        return [out.detach(), a.grad, b.grad, s.grad]
+
+    team = run()
+    monkeypatch.setenv("MLVEC_OPENMP", "0")
+    pool = run()
+    for x, y in zip(team, pool, strict=True):
+        assert torch.equal(x, y)
+    # And both are the loss and its gradients: against the float64 dense reference.
+    ra, rb, rs = _leaf(a32), _leaf(b32), _leaf(torch.tensor(10.0))
+    want = clip_ref(ra, rb, rs) if loss == "clip" else siglip_ref(ra, rb, rs, _leaf(torch.tensor(-5.0)))
+    torch.testing.assert_close(team[0].double(), want, rtol=1e-5, atol=1e-6)
+    for g, w in zip(team[1:], _grads(want, [ra, rb, rs]), strict=True):
+        torch.testing.assert_close(g.double(), w, rtol=1e-4, atol=1e-6)

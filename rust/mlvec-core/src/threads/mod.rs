@@ -2,6 +2,10 @@
 //!
 //! One process-wide rayon pool whose size the caller can change at any time
 //! (`mlvec.set_num_threads`). Work submitted while the size changes finishes on the old pool.
+//! Passes that alternate with torch's own kernels go through [`for_each_part`] instead, which
+//! prefers the OpenMP team torch runs on ([`openmp`]).
+
+pub mod openmp;
 
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -69,5 +73,3 @@ pub fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         (0..parts).into_par_iter().for_each(f)
     })
 }
-
-pub mod openmp;
