@@ -106,6 +106,21 @@ def synthetic(n: int, d: int, clusters: int, seed: int = 1):
 
 
 # --- one measured search setting ----------------------------------------------------------------
+def one_query_per_call(search, qs: np.ndarray, threads: int) -> None:
+    """Search every row of ``qs`` with its own call, the rows split over ``threads`` Python
+    threads calling concurrently (the serving pattern of a request handler)."""
+
+    def run(part):
+        for i in range(len(part)):
+            search(part[i : i + 1])
+
+    ths = [threading.Thread(target=run, args=(p,)) for p in np.array_split(qs, threads)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+
+
 class Runner:
     """Measures one library+setting: batch and one-query-per-call, 1 and 2 threads."""
 
@@ -122,20 +137,7 @@ class Runner:
             out[f"batch{t}"] = len(q) / timed(lambda: self.search(q))
             self.set_threads(1)
             qs = q[: self.nq_single]
-
-            def one_by_one(part):
-                for i in range(len(part)):
-                    self.search(part[i : i + 1])
-
-            def single(qs=qs, t=t):
-                parts = np.array_split(qs, t)
-                ths = [threading.Thread(target=one_by_one, args=(p,)) for p in parts]
-                for th in ths:
-                    th.start()
-                for th in ths:
-                    th.join()
-
-            out[f"single{t}"] = len(qs) / timed(single)
+            out[f"single{t}"] = len(qs) / timed(lambda qs=qs, t=t: one_query_per_call(self.search, qs, t))
         return out
 
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 
 import numpy as np
-from bench_index import K, exact_truth, recall, synthetic
+from bench_index import K, exact_truth, one_query_per_call, recall, synthetic
 
 import mlvec
 import mlvec.index as mi
@@ -28,17 +27,8 @@ import mlvec.index as mi
 def rate(search, q: np.ndarray, threads: int, n: int) -> float:
     """Queries/s of ``n`` one-query calls split over ``threads`` Python threads."""
     qs = q[np.arange(n) % len(q)]
-
-    def run(part):
-        for i in range(len(part)):
-            search(part[i : i + 1])
-
-    ths = [threading.Thread(target=run, args=(p,)) for p in np.array_split(qs, threads)]
     t0 = time.perf_counter()
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
+    one_query_per_call(search, qs, threads)
     return n / (time.perf_counter() - t0)
 
 

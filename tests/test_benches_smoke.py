@@ -59,7 +59,6 @@ def test_bench_single_query_small_mlvec_only():
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=BENCHES,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "| mlvec | IVF32,SQ8 |" in out.stdout

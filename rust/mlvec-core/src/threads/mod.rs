@@ -64,6 +64,8 @@ pub fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
     if parts == 0 {
         return;
     }
+    // Read per call (microseconds against a pass over a logits tile), so a process can compare
+    // both runners (benches/bench_losses_openmp.py).
     let opted_out = std::env::var_os("MLVEC_OPENMP").is_some_and(|v| v == "0");
     if parts > 1 && !opted_out && openmp::run(parts, num_threads(), f) {
         return;
