@@ -7,7 +7,7 @@
 //! tile's scores fold straight into the per-query-token running max, so the `[Lq, Ld]` score
 //! matrix is never stored. The document→query direction keeps one running max per document row.
 
-use super::{nonfinite_error, Forward, Outputs, Pairing};
+use super::{nonfinite_error, prefilter, Forward, Outputs, Pairing};
 use crate::simd::{self, finite, Isa, Step, TileRows, MR_MAX, TILE};
 use crate::threads;
 use crate::tokens::{Element, TokenSets};
@@ -108,6 +108,9 @@ fn scan_all<T: Element>(isa: Isa, sets: &TokenSets<T>) -> Option<usize> {
         .min()
 }
 
+/// Fewest valid rows a document needs for the pre-filter to pay for its integer pass.
+const MIN_FILTERED: usize = 16;
+
 /// One query set, packed for the kernel.
 struct PackedQuery {
     /// Position within the set of each valid token, in order (the packed lanes).
@@ -116,9 +119,17 @@ struct PackedQuery {
     f32s: Vec<f32>,
     /// bf16 chunks `[chunks][dim/2][W][2]` for the paired-dot-product kernel.
     bf16s: Vec<u16>,
+    /// The tokens quantized for [`prefilter`], when bfloat16 documents are filtered.
+    ints: Option<prefilter::QueryInts>,
 }
 
-fn pack_query<T: Element>(isa: Isa, q: &TokenSets<T>, qi: usize, bf16_dot: bool) -> PackedQuery {
+fn pack_query<T: Element>(
+    isa: Isa,
+    q: &TokenSets<T>,
+    qi: usize,
+    bf16_dot: bool,
+    filter: bool,
+) -> PackedQuery {
     let (w, dim) = (isa.lanes(), q.dim());
     let (qs, ql) = q.span(qi);
     let lanes: Vec<u32> = (0..ql).filter(|&i| q.valid(qs + i)).map(|i| i as u32).collect();
@@ -127,6 +138,7 @@ fn pack_query<T: Element>(isa: Isa, q: &TokenSets<T>, qi: usize, bf16_dot: bool)
         lanes,
         f32s: Vec::new(),
         bf16s: Vec::new(),
+        ints: None,
     };
     if bf16_dot {
         out.bf16s = vec![0u16; chunks * dim * w];
@@ -142,14 +154,18 @@ fn pack_query<T: Element>(isa: Isa, q: &TokenSets<T>, qi: usize, bf16_dot: bool)
         }
     } else {
         out.f32s = vec![0f32; chunks * dim * w];
-        let mut row32 = vec![0f32; dim];
+        let mut rows32 = vec![0f32; out.lanes.len() * dim];
         for (c, &i) in out.lanes.iter().enumerate() {
             let (chunk, l) = (c / w, c % w);
-            to_f32(isa, q.row(qs + i as usize), &mut row32);
+            let row32 = &mut rows32[c * dim..(c + 1) * dim];
+            to_f32(isa, q.row(qs + i as usize), row32);
             let base = &mut out.f32s[chunk * dim * w..][..dim * w];
             for (k, &x) in row32.iter().enumerate() {
                 base[k * w + l] = x;
             }
+        }
+        if filter {
+            out.ints = prefilter::pack_query(&rows32, out.lanes.len(), dim);
         }
     }
     out
@@ -187,6 +203,7 @@ struct Scratch {
     tile: Box<[f32; TILE]>,
     /// `MR_MAX` widened document rows for [`DocRows::Widen`].
     rows: Vec<f32>,
+    filter: prefilter::Scratch,
 }
 
 /// Results of one pair, written into the caller's output rows.
@@ -227,12 +244,30 @@ fn score_pair(
         sc.darg.resize(doc.len, -1);
     }
     let chunk_elems = dim * w;
+    // A bfloat16 document met by one query: integer bounds pick the few pairs that can hold
+    // each query token's maximum (the document→query direction needs every pair).
+    let filtered = match (rows, &pq.ints) {
+        (DocRows::Widen(bits, s, simd::Half::Bf16), Some(qi)) if !want_d && nl > 0 && nv >= MIN_FILTERED => {
+            prefilter::score(
+                qi,
+                nl,
+                bits,
+                *s,
+                &doc.valid,
+                &mut sc.filter,
+                &mut sc.qmax,
+                want.q2d_argmax.then_some(&mut sc.qarg[..]),
+            )
+        }
+        _ => false,
+    };
+    let list: &[i32] = if filtered { &[] } else { &doc.valid };
     if nl > 0 {
-        for tb in (0..nv).step_by(mr_isa) {
-            let mr = mr_isa.min(nv - tb);
+        for tb in (0..list.len()).step_by(mr_isa) {
+            let mr = mr_isa.min(list.len() - tb);
             let mut jloc = [0i32; MR_MAX];
             for (r, j) in jloc.iter_mut().enumerate().take(mr_isa) {
-                *j = doc.valid[tb + r.min(mr - 1)];
+                *j = list[tb + r.min(mr - 1)];
             }
             // Rows past `mr` repeat the last real row: computed, then ignored.
             let ptr32 = |base: &[f32], first: usize| -> [*const f32; MR_MAX] {
@@ -386,10 +421,17 @@ pub(super) fn forward<T: Element>(
     pairing: Pairing,
     p_total: usize,
     want: Outputs,
+    filter: bool,
 ) -> Result<Forward> {
     let dim = q.dim();
     let (lq_max, ld_max) = (q.max_len(), d.max_len());
     let bf16_dot = kind::<T>() == Kind::Bf16 && isa.bf16_dot(dim);
+    // The integer pre-filter runs beside the AVX-512 fp32 kernel on widened bfloat16 rows.
+    let filter = filter
+        && kind::<T>() == Kind::Bf16
+        && !bf16_dot
+        && matches!(isa, Isa::Avx512 { .. })
+        && prefilter::available();
     let (nq, nd) = (q.len(), d.len());
 
     let mut out = Forward {
@@ -431,7 +473,7 @@ pub(super) fn forward<T: Element>(
                         bad_q.fetch_min(r, Ordering::Relaxed);
                     }
                 }
-                pack_query(isa, q, qi, bf16_dot)
+                pack_query(isa, q, qi, bf16_dot, filter)
             })
             .collect();
         // Work units: rectangles of (query block x document block) for all-pairs, so a document
@@ -469,6 +511,7 @@ pub(super) fn forward<T: Element>(
                 darg: Vec::new(),
                 tile: Box::new([0f32; TILE]),
                 rows: Vec::new(),
+                filter: prefilter::Scratch::default(),
             };
             let doc = PreparedDoc {
                 valid: Vec::new(),

@@ -9,6 +9,7 @@
 //! `torch.max` does, so gradients through the argmax match a torch reference.
 
 mod kernel;
+mod prefilter;
 pub mod reference;
 
 use crate::simd::{self, Isa};
@@ -135,7 +136,22 @@ pub fn forward_with<T: Element>(
             format!("kernel variant {} is not supported by this CPU", isa.name()),
         ));
     }
-    kernel::forward(isa, q, d, pairing, p_total, want)
+    kernel::forward(isa, q, d, pairing, p_total, want, true)
+}
+
+/// [`forward_with`] scoring every document row in fp32, without the bfloat16 pre-filter
+/// (which must give the same bits).
+#[cfg(test)]
+fn forward_unfiltered<T: Element>(
+    isa: Isa,
+    q: &TokenSets<T>,
+    d: &TokenSets<T>,
+    pairing: Pairing,
+    want: Outputs,
+) -> Result<Forward> {
+    check_dims(q, d)?;
+    let p_total = pairing.pairs(q, d)?;
+    kernel::forward(isa, q, d, pairing, p_total, want, false)
 }
 
 /// Upstream gradients and the argmax positions saved by [`forward`], for one direction.
@@ -303,5 +319,7 @@ fn axpy<T: Element>(y: &mut [f32], a: f32, x: &[T]) {
     }
 }
 
+#[cfg(test)]
+mod prefilter_tests;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use half::{bf16, f16};
 use proptest::prelude::*;
 
 /// A small deterministic generator, so one proptest seed describes a whole case.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -15,10 +15,10 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-    fn unit(&mut self) -> f32 {
+    pub(super) fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
 }
@@ -75,7 +75,7 @@ const ALL: Outputs = Outputs {
     check_finite: false,
 };
 
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
+pub(super) fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
 }
 
@@ -756,4 +756,65 @@ fn arithmetic_peak() {
         "{threads} threads at the FMA peak: at most {:.0} docs/s (1 x 32 query tokens, 300-token documents, d=128)",
         threads * fma * 1e9 / per_doc
     );
+}
+
+#[test]
+#[ignore]
+fn prefilter_probe() {
+    let (dim, lq, ld, nd) = (128, 32, 300, 200);
+    let mut rng = Rng(5);
+    let g = |rng: &mut Rng| (0..12).map(|_| rng.unit()).sum::<f32>() * 0.5;
+    let q: Vec<f32> = (0..lq * dim).map(|_| g(&mut rng)).collect();
+    let d: Vec<bf16> = (0..nd * ld * dim).map(|_| bf16::from_f32(g(&mut rng))).collect();
+    let q: Vec<f32> = q.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
+    let qi = prefilter::pack_query(&q, lq, dim).unwrap();
+    let bits: Vec<u16> = d.iter().map(|x| x.to_bits()).collect();
+    let valid: Vec<i32> = (0..ld as i32).collect();
+    let mut sc = prefilter::Scratch::default();
+    let (mut qmax, mut qarg) = (vec![0f32; lq], vec![0i32; lq]);
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        for di in 0..nd {
+            assert!(prefilter::score(
+                &qi,
+                lq,
+                &bits,
+                di * ld,
+                &valid,
+                &mut sc,
+                &mut qmax,
+                Some(&mut qarg)
+            ));
+        }
+    }
+    let s = t.elapsed().as_secs_f64() / 100.0;
+    println!(
+        "scored {:.1} pairs of {} per doc; {:.0} docs/s one thread",
+        sc.scored as f64 / nd as f64 / 100.0,
+        lq * ld,
+        nd as f64 / s
+    );
+    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
+    let qo = [0, lq as i64];
+    let d_o: Vec<i64> = (0..=nd).map(|i| (i * ld) as i64).collect();
+    let qt = TokenSets::new("q", &qb, dim, &qo, None).unwrap();
+    let dt = TokenSets::new("d", &d, dim, &d_o, None).unwrap();
+    let isa = simd::detect();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let a = forward_with(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        let t1 = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let b = forward_unfiltered(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
+        let t2 = t.elapsed().as_secs_f64();
+        for (x, y) in a.q2d.iter().zip(&b.q2d) {
+            assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "{x} vs {y}");
+        }
+        println!(
+            "filtered {:.0} docs/s, full {:.0} docs/s ({} threads)",
+            nd as f64 / t1,
+            nd as f64 / t2,
+            crate::threads::num_threads()
+        );
+    }
 }

@@ -14,6 +14,8 @@
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512_int;
 pub mod finite;
 pub mod portable;
 
