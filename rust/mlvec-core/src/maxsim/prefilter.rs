@@ -6,17 +6,19 @@
 //! with the query quantized to int8 (one scale per token) by `vpdpbusd`. With `ã` the
 //! dequantized integer dot product and `s` any fp32 accumulation of the same pair's products,
 //!
-//! `|s − ã| ≤ ‖q − q̃‖·‖d‖ + ‖q̃‖·‖d − d̃‖ + γ·‖q‖·‖d‖ + (rounding of ã)`
+//! `|s − ã| ≤ ‖q − q̃‖₂·‖d‖₂ + ‖q̃‖₁·max|d − d̃| + γ·‖q‖₂·‖d‖₂ + (rounding of ã)`
 //!
-//! (`γ = 2·dim·2⁻²⁴` bounds fp32 accumulation in any order, twice over), with
-//! `‖d‖ ≤ √dim·max|d|` and `‖d − d̃‖ ≤ √dim·0.501·sd` per tile; the query's terms are computed
-//! in fp64 when it is packed. A pair whose upper bound `ã + ε` stays below the lower bound
-//! `ã − ε` of another row for the same token can neither hold that token's maximum nor tie
-//! with it; every other pair (a few per token) is scored in fp32, in row order, so maxima and
-//! first-on-ties argmaxes are those of scoring every pair. Documents or queries with a value
-//! outside `[1e-15, 1e15]` in magnitude (or inf/NaN), and dimensions past 512, are scored in
-//! full.
+//! (`γ = 2·dim·2⁻²⁴` bounds fp32 accumulation in any order, twice over). Per tile,
+//! `max|d − d̃| ≤ 0.501·sd` (the grid's half step plus the fp32 rounding of `x / sd`) and `‖d‖₂`
+//! is the largest row norm, summed in fp32 while quantizing and rounded up; the query's norms
+//! are computed in fp64 when it is packed. A pair whose upper bound `ã + ε` stays below the
+//! lower bound `ã − ε` of another row for the same token can neither hold that token's maximum
+//! nor tie with it; every other pair (a few per token) is scored in fp32, in row order, so
+//! maxima and first-on-ties argmaxes are those of scoring every pair. Documents or queries with
+//! a value outside `[1e-15, 1e15]` in magnitude (or inf/NaN), and dimensions past 512, are
+//! scored in full.
 
+#[cfg(target_arch = "x86_64")]
 use crate::simd::avx512_int as ai;
 
 /// Largest |int8| a quantized element takes.
@@ -54,9 +56,9 @@ pub(super) struct QueryInts {
     corr: Vec<f32>,
     /// Per packed lane: the dequantization factor (`q ≈ int · scale`).
     scale: Vec<f32>,
-    /// Per packed lane: `‖q − q̃‖ + γ'·max(‖q‖, ‖q̃‖)`, multiplied by `√dim·max|d|` per tile.
+    /// Per packed lane: `‖q − q̃‖₂ + γ'·max(‖q‖₂, ‖q̃‖₂)`, multiplied by the tile's `‖d‖₂` bound.
     a: Vec<f32>,
-    /// Per packed lane: `‖q̃‖`, multiplied by `‖d − d̃‖`'s bound per tile.
+    /// Per packed lane: `‖q̃‖₁`, multiplied by `max|d − d̃|`'s bound per tile.
     b: Vec<f32>,
     dim: usize,
 }
@@ -108,17 +110,18 @@ pub(super) fn pack_query(rows: &[f32], nl: usize, dim: usize) -> Option<QueryInt
                 base[(p / 4) * 4 * W + 4 * l + p % 4] = q8[k] as i8;
             }
         }
-        let (mut err2, mut qt2, mut q2) = (0f64, 0f64, 0f64);
+        let (mut err2, mut qt2, mut q2, mut qt1) = (0f64, 0f64, 0f64, 0f64);
         for (&x, &v) in row.iter().zip(&q8) {
             let deq = v * scale as f64;
             err2 += (x as f64 - deq).powi(2);
             qt2 += deq * deq;
+            qt1 += deq.abs();
             q2 += (x as f64).powi(2);
         }
         out.corr[c] = (128.0 * q8.iter().sum::<f64>()) as f32;
         out.scale[c] = scale;
         out.a[c] = ((err2.sqrt() + gamma * q2.sqrt().max(qt2.sqrt())) * up) as f32;
-        out.b[c] = (qt2.sqrt() * up) as f32;
+        out.b[c] = (qt1 * up) as f32;
     }
     Some(out)
 }

@@ -301,7 +301,7 @@ pub struct Lanes<'a> {
 }
 
 /// A tile's scalars: the dequantization factor `sd`, and over its rows the bounds
-/// `dm ≥ ‖d‖ + ‖d − d̃‖` and `ed ≥ ‖d − d̃‖`.
+/// `dm ≥ ‖d‖₂ + ‖d − d̃‖₂` and `ed ≥ max|d − d̃|`.
 #[derive(Clone, Copy)]
 pub struct TileBounds {
     pub sd: f32,
@@ -600,13 +600,13 @@ pub unsafe fn first_pass(q: &Query, d: &Doc, p: &mut Pass) -> bool {
         // SAFETY: as above; `ints` holds MR rows of `stride` (a multiple of 64, >= dim).
         unsafe { quantize_bf16_u8(&rows16, mr, dim, inv, p.ints.as_mut_ptr(), stride, &mut n2) };
         // Each element is off by at most 0.501·sd (rounding to the grid, plus the fp32
-        // rounding of x·inv and of sd itself).
-        let ed = root * 0.501 * sd;
+        // rounding of x·inv and of sd itself); `dm` bounds both ‖d‖ and ‖d̃‖.
+        let ed = 0.501 * sd;
         let n2max = n2.iter().take(mr).fold(0f32, |a, &x| if x > a { x } else { a });
         let tb = TileBounds {
             sd,
             ed,
-            dm: n2max.sqrt() * NORM_UP + ed,
+            dm: n2max.sqrt() * NORM_UP + root * ed,
         };
         // Rows past the real ones repeat the last (a row of zeros would feed its 0 into the
         // tile's maximum).
