@@ -6,6 +6,11 @@
 //! Each document's valid rows are streamed once per block of queries, `MR` rows at a time; a
 //! tile's scores fold straight into the per-query-token running max, so the `[Lq, Ld]` score
 //! matrix is never stored. The document→query direction keeps one running max per document row.
+//!
+//! A bfloat16 document met by a single query (rerank, one query against many documents,
+//! paired scoring), when only the query→document direction is wanted, first goes through
+//! [`prefilter`]: integer bounds find the few pairs that can hold each query token's maximum,
+//! and only those are scored in fp32.
 
 use super::{nonfinite_error, prefilter, Forward, Outputs, Pairing};
 use crate::simd::{self, finite, Isa, Step, TileRows, MR_MAX, TILE};

@@ -143,6 +143,8 @@ pub(super) struct Scratch {
     pass: ai::Pass,
     /// `(row index, chunk, lanes)` of the pairs to score exactly.
     hits: Vec<(u32, u32, u32)>,
+    /// `(query lane, document position, fp32 score)` of those pairs, in row order.
+    pairs: Vec<(u32, i32, f32)>,
     /// Pairs scored exactly, for the figures in tests.
     #[cfg(test)]
     pub(super) scored: usize,
@@ -192,7 +194,9 @@ pub(super) fn score(
     if let Some(a) = qarg.as_deref_mut() {
         a[..nl].fill(-1);
     }
-    // The pairs that can hold a maximum, in row order: strictly greater keeps the first on ties.
+    // The pairs that can hold a maximum, scored first (independent dot products the core can
+    // overlap), then folded in row order: strictly greater keeps the first on ties.
+    sc.pairs.clear();
     for &(r, c, mut h) in &sc.hits {
         let j = valid[r as usize];
         let row = &bits[(s + j as usize) * dim..][..dim];
@@ -201,15 +205,19 @@ pub(super) fn score(
             h &= h - 1;
             // SAFETY: available() checked the CPU; both rows hold `dim` elements.
             let v = unsafe { ai::dot_f32_bf16(&qi.rows[i * dim..(i + 1) * dim], row) };
-            #[cfg(test)]
-            {
-                sc.scored += 1;
-            }
-            if v > qmax[i] {
-                qmax[i] = v;
-                if let Some(a) = qarg.as_deref_mut() {
-                    a[i] = j;
-                }
+            sc.pairs.push((i as u32, j, v));
+        }
+    }
+    #[cfg(test)]
+    {
+        sc.scored += sc.pairs.len();
+    }
+    for &(i, j, v) in &sc.pairs {
+        let i = i as usize;
+        if v > qmax[i] {
+            qmax[i] = v;
+            if let Some(a) = qarg.as_deref_mut() {
+                a[i] = j;
             }
         }
     }

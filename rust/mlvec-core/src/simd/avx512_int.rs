@@ -1,9 +1,12 @@
-//! AVX-512 integer kernels of the bfloat16 MaxSim pre-filter (see `maxsim::prefilter`).
+//! AVX-512 integer kernels of the bfloat16 MaxSim pre-filter (the bounds are derived in
+//! `maxsim::prefilter`).
 //!
-//! A tile of 8 document rows is quantized to int16 with one scale, then multiplied against a
-//! query chunk quantized to int16 (`[dim2][W][2]`, pairs of dimensions) with `vpdpwssd`, which
-//! does twice the multiply-adds of an fp32 FMA per instruction. The int32 dot products are kept
-//! for the candidate scan; the tile's maximum per query lane feeds the lower bounds.
+//! [`first_pass`]: each tile of 8 document rows is quantized to uint8 (`x / sd + 128`, one scale
+//! per tile) and multiplied with a query chunk quantized to int8 (`[stride / 4][W][4]`) by
+//! `vpdpbusd`, four times the multiply-adds of an fp32 FMA per instruction; the int32 dot
+//! products are kept, and each tile's maximum per query lane raises that lane's lower bound.
+//! [`second_pass`]: the rows whose upper bound reaches some lane's lower bound, as integer
+//! thresholds per tile. [`dot_f32_bf16`] then scores the surviving pairs in fp32.
 
 use super::Ahead;
 use core::arch::x86_64::*;
@@ -55,7 +58,7 @@ unsafe fn load32<const FULL: bool>(p: *const u16, k: usize, dim: usize) -> __m51
 /// elements.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-pub unsafe fn max_abs_bf16(rows: &[*const u16; MR], mr: usize, dim: usize) -> u16 {
+unsafe fn max_abs_bf16(rows: &[*const u16; MR], mr: usize, dim: usize) -> u16 {
     // SAFETY: forwarded.
     unsafe {
         if dim.is_multiple_of(64) {
@@ -107,7 +110,7 @@ pub const fn packed_position(p: usize) -> usize {
 /// elements; `dst` for `mr * stride` bytes; `stride` a multiple of 64 and `>= dim`.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-pub unsafe fn quantize_bf16_u8(
+unsafe fn quantize_bf16_u8(
     rows: &[*const u16; MR],
     mr: usize,
     dim: usize,
@@ -273,7 +276,7 @@ fn tile_u8_nr<const NR: usize>(
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn tile_u8(
+unsafe fn tile_u8(
     q: *const i8,
     dim4: usize,
     rows: *const u8,
@@ -293,20 +296,20 @@ pub unsafe fn tile_u8(
 /// Per-lane bound coefficients of one query chunk (`W` lanes each): the dot products' bias
 /// `corr`, the dequantization factor `scale` and the error coefficients `a` and `b` (see
 /// `maxsim::prefilter`).
-pub struct Lanes<'a> {
-    pub corr: &'a [f32],
-    pub scale: &'a [f32],
-    pub a: &'a [f32],
-    pub b: &'a [f32],
+struct Lanes<'a> {
+    corr: &'a [f32],
+    scale: &'a [f32],
+    a: &'a [f32],
+    b: &'a [f32],
 }
 
 /// A tile's scalars: the dequantization factor `sd`, and over its rows the bounds
 /// `dm ≥ ‖d‖₂ + ‖d − d̃‖₂` and `ed ≥ max|d − d̃|`.
 #[derive(Clone, Copy)]
-pub struct TileBounds {
-    pub sd: f32,
-    pub dm: f32,
-    pub ed: f32,
+struct TileBounds {
+    sd: f32,
+    dm: f32,
+    ed: f32,
 }
 
 /// Lane vector `n`'s `(corr, f = scale · sd)`.
@@ -345,7 +348,7 @@ fn lane_eps(l: &Lanes, n: usize, dm: f32, ed: f32) -> __m512 {
 /// The CPU must have AVX-512F; `low` and `tile_max` hold `W` entries.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub unsafe fn raise_lower(low: &mut [f32], tile_max: &[i32], l: &Lanes, tb: TileBounds) {
+unsafe fn raise_lower(low: &mut [f32], tile_max: &[i32], l: &Lanes, tb: TileBounds) {
     for n in 0..W / V {
         let (corr, f) = lane_factors(l, n, tb.sd);
         let e = lane_eps(l, n, tb.dm, tb.ed);
@@ -369,7 +372,7 @@ pub unsafe fn raise_lower(low: &mut [f32], tile_max: &[i32], l: &Lanes, tb: Tile
 /// The CPU must have AVX-512F; `low` holds `W` entries.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub unsafe fn thresholds(l: &Lanes, tb: TileBounds, low: &[f32], out: &mut [i32; W]) {
+unsafe fn thresholds(l: &Lanes, tb: TileBounds, low: &[f32], out: &mut [i32; W]) {
     let margin = _mm512_set1_ps(1.0 / (1u32 << 20) as f32);
     for n in 0..W / V {
         let (corr, f) = lane_factors(l, n, tb.sd);
@@ -403,7 +406,7 @@ pub unsafe fn thresholds(l: &Lanes, tb: TileBounds, low: &[f32], out: &mut [i32;
 /// The CPU must have AVX-512F; `dots` holds `W` entries.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub unsafe fn reaching(dots: &[i32], thr: &[i32; W], lanes: u32) -> u32 {
+unsafe fn reaching(dots: &[i32], thr: &[i32; W], lanes: u32) -> u32 {
     // SAFETY: both hold W = 2 * V int32.
     unsafe {
         let (d0, d1) = (
@@ -550,16 +553,18 @@ impl Doc<'_> {
 /// What the first pass leaves for the second.
 #[derive(Default)]
 pub struct Pass {
-    /// One tile of quantized rows, `MR × stride`.
-    pub ints: Vec<u8>,
+    /// Two tiles of quantized rows, `2 × MR × stride`.
+    ints: Vec<u8>,
     /// Integer dot products, `[tile][chunk][MR][W]`.
-    pub dots: Vec<i32>,
+    dots: Vec<i32>,
     /// Their maximum over each tile's rows, `[tile][chunk][W]`.
-    pub tile_max: Vec<i32>,
+    tile_max: Vec<i32>,
     /// Per tile: its scale and norm bounds.
-    pub bounds: Vec<TileBounds>,
+    bounds: Vec<TileBounds>,
+    /// Per tile row: its sum of squares (0 past the real rows), `[tile][MR]`.
+    norms: Vec<f32>,
     /// Per chunk: the running lower bound of each lane's maximum.
-    pub low: Vec<f32>,
+    low: Vec<f32>,
 }
 
 /// How far ahead (in tiles of 8 rows) the first pass asks for document rows.
@@ -579,13 +584,18 @@ pub unsafe fn first_pass(q: &Query, d: &Doc, p: &mut Pass) -> bool {
     let (dim, nv, chunks) = (d.dim, d.valid.len(), q.chunks());
     let stride = dim.next_multiple_of(64);
     let tiles = nv.div_ceil(MR);
-    p.ints.resize(MR * stride, 0);
+    // Two tile buffers, alternating: quantizing the next tile does not wait on the loads of
+    // the one before.
+    p.ints.resize(2 * MR * stride, 0);
     p.dots.resize(tiles * chunks * MR * W, 0);
     p.tile_max.resize(tiles * chunks * W, 0);
+    p.norms.resize(tiles * MR, 0.0);
     p.bounds.clear();
     p.low.clear();
     p.low.resize(chunks * W, f32::NEG_INFINITY);
     let root = (dim as f32).sqrt();
+    // The integer pass first; the bounds after, in their own loop, so their short dependent
+    // chains do not hold up the next tile.
     for t in 0..tiles {
         let (rows16, mr) = d.tile_rows(t);
         // SAFETY: each pointer starts a full row of `dim` (tile_rows sliced it).
@@ -596,22 +606,15 @@ pub unsafe fn first_pass(q: &Query, d: &Doc, p: &mut Pass) -> bool {
         }
         let inv = if max_d == 0.0 { 0.0 } else { QMAX / max_d };
         let sd = max_d / QMAX;
-        let mut n2 = [0f32; MR];
-        // SAFETY: as above; `ints` holds MR rows of `stride` (a multiple of 64, >= dim).
-        unsafe { quantize_bf16_u8(&rows16, mr, dim, inv, p.ints.as_mut_ptr(), stride, &mut n2) };
-        // Each element is off by at most 0.501·sd (rounding to the grid, plus the fp32
-        // rounding of x·inv and of sd itself); `dm` bounds both ‖d‖ and ‖d̃‖.
-        let ed = 0.501 * sd;
-        let n2max = n2.iter().take(mr).fold(0f32, |a, &x| if x > a { x } else { a });
-        let tb = TileBounds {
-            sd,
-            ed,
-            dm: n2max.sqrt() * NORM_UP + root * ed,
-        };
+        let buf = (t % 2) * MR * stride;
+        let n2: &mut [f32; MR] = (&mut p.norms[t * MR..(t + 1) * MR]).try_into().unwrap();
+        // SAFETY: as above; each buffer holds MR rows of `stride` (a multiple of 64, >= dim).
+        unsafe { quantize_bf16_u8(&rows16, mr, dim, inv, p.ints.as_mut_ptr().add(buf), stride, n2) };
         // Rows past the real ones repeat the last (a row of zeros would feed its 0 into the
-        // tile's maximum).
+        // tile's maximum); their norms are 0.
         for r in mr..MR {
-            p.ints.copy_within((mr - 1) * stride..mr * stride, r * stride);
+            p.ints
+                .copy_within(buf + (mr - 1) * stride..buf + mr * stride, buf + r * stride);
         }
         // Rows `PREFETCH_TILES` tiles ahead in memory order (the next document's near this
         // one's end), asked for while this tile computes: one tile ahead left the pass waiting
@@ -633,22 +636,40 @@ pub unsafe fn first_pass(q: &Query, d: &Doc, p: &mut Pass) -> bool {
                 tile_u8(
                     q.ints[c * stride * W..].as_ptr(),
                     stride / 4,
-                    p.ints.as_ptr(),
+                    p.ints.as_ptr().add(buf),
                     stride,
                     nr,
                     dots,
                     tmax,
                     ahead,
                 );
+            }
+        }
+        // Each element is off by at most 0.501·sd (rounding to the grid, plus the fp32
+        // rounding of x·inv and of sd itself); `dm` (set below) bounds both ‖d‖ and ‖d̃‖.
+        p.bounds.push(TileBounds {
+            sd,
+            ed: 0.501 * sd,
+            dm: 0.0,
+        });
+    }
+    for (t, tb) in p.bounds.iter_mut().enumerate() {
+        let n2max = p.norms[t * MR..(t + 1) * MR]
+            .iter()
+            .fold(0f32, |a, &x| if x > a { x } else { a });
+        tb.dm = n2max.sqrt() * NORM_UP + root * tb.ed;
+        for c in 0..chunks {
+            let at = (t * chunks + c) * W;
+            // SAFETY: every slice holds W entries.
+            unsafe {
                 raise_lower(
                     &mut p.low[c * W..(c + 1) * W],
                     &p.tile_max[at..at + W],
                     &q.lanes(c),
-                    tb,
-                );
-            }
+                    *tb,
+                )
+            };
         }
-        p.bounds.push(tb);
     }
     true
 }

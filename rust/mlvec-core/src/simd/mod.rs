@@ -9,6 +9,7 @@
 //!
 //! Variants: AVX-512F (+ AVX-512 BF16 `vdpbf16ps` for bfloat16 with an even dimension),
 //! AVX2 + FMA, and a portable fallback that any target compiles (aarch64 included).
+//! [`avx512_int`] holds the int8 (`vpdpbusd`) kernels of the bfloat16 pre-filter.
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
