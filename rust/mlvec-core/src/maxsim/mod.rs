@@ -128,19 +128,11 @@ pub fn forward_with<T: Element>(
     pairing: Pairing,
     want: Outputs,
 ) -> Result<Forward> {
-    check_dims(q, d)?;
-    let p_total = pairing.pairs(q, d)?;
-    if !simd::available().contains(&isa) {
-        return Err(Error::invalid(
-            "isa",
-            format!("kernel variant {} is not supported by this CPU", isa.name()),
-        ));
-    }
-    kernel::forward(isa, q, d, pairing, p_total, want, true)
+    forward_checked(isa, q, d, pairing, want, true)
 }
 
-/// [`forward_with`] scoring every document row in fp32, without the bfloat16 pre-filter
-/// (which must give the same bits).
+/// [`forward_with`] scoring every pair in fp32, without the bfloat16 pre-filter (which must
+/// agree with it up to fp32 summation order).
 #[cfg(test)]
 fn forward_unfiltered<T: Element>(
     isa: Isa,
@@ -149,9 +141,26 @@ fn forward_unfiltered<T: Element>(
     pairing: Pairing,
     want: Outputs,
 ) -> Result<Forward> {
+    forward_checked(isa, q, d, pairing, want, false)
+}
+
+fn forward_checked<T: Element>(
+    isa: Isa,
+    q: &TokenSets<T>,
+    d: &TokenSets<T>,
+    pairing: Pairing,
+    want: Outputs,
+    filter: bool,
+) -> Result<Forward> {
     check_dims(q, d)?;
     let p_total = pairing.pairs(q, d)?;
-    kernel::forward(isa, q, d, pairing, p_total, want, false)
+    if !simd::available().contains(&isa) {
+        return Err(Error::invalid(
+            "isa",
+            format!("kernel variant {} is not supported by this CPU", isa.name()),
+        ));
+    }
+    kernel::forward(isa, q, d, pairing, p_total, want, filter)
 }
 
 /// Upstream gradients and the argmax positions saved by [`forward`], for one direction.
