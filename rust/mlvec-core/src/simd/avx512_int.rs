@@ -55,23 +55,10 @@ unsafe fn load32<const FULL: bool>(p: *const u16, k: usize, dim: usize) -> __m51
 ///
 /// # Safety
 /// The CPU must have AVX-512F and BW; each of the first `mr` pointers must be valid for `dim`
-/// elements.
+/// elements; `FULL` only when `dim` is a multiple of 64 (then no load is masked).
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-unsafe fn max_abs_bf16(rows: &[*const u16; MR], mr: usize, dim: usize) -> u16 {
-    // SAFETY: forwarded.
-    unsafe {
-        if dim.is_multiple_of(64) {
-            max_abs_bf16_::<true>(rows, mr, dim)
-        } else {
-            max_abs_bf16_::<false>(rows, mr, dim)
-        }
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw")]
-#[inline]
-unsafe fn max_abs_bf16_<const FULL: bool>(rows: &[*const u16; MR], mr: usize, dim: usize) -> u16 {
+unsafe fn max_abs_bf16<const FULL: bool>(rows: &[*const u16; MR], mr: usize, dim: usize) -> u16 {
     let abs = _mm512_set1_epi16(0x7fff);
     let mut m = _mm512_setzero_si512();
     for &p in rows.iter().take(mr) {
@@ -107,31 +94,11 @@ pub const fn packed_position(p: usize) -> usize {
 ///
 /// # Safety
 /// The CPU must have AVX-512F and BW; each of the first `mr` pointers must be valid for `dim`
-/// elements; `dst` for `mr * stride` bytes; `stride` a multiple of 64 and `>= dim`.
+/// elements; `dst` for `mr * stride` bytes; `stride` a multiple of 64 and `>= dim`; `FULL` only
+/// when `dim` is a multiple of 64.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-unsafe fn quantize_bf16_u8(
-    rows: &[*const u16; MR],
-    mr: usize,
-    dim: usize,
-    inv: f32,
-    dst: *mut u8,
-    stride: usize,
-    norm2: &mut [f32; MR],
-) {
-    // SAFETY: forwarded.
-    unsafe {
-        if dim.is_multiple_of(64) {
-            quantize_::<true>(rows, mr, dim, inv, dst, stride, norm2)
-        } else {
-            quantize_::<false>(rows, mr, dim, inv, dst, stride, norm2)
-        }
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw")]
-#[inline]
-unsafe fn quantize_<const FULL: bool>(
+unsafe fn quantize_bf16_u8<const FULL: bool>(
     rows: &[*const u16; MR],
     mr: usize,
     dim: usize,
@@ -540,6 +507,7 @@ pub struct Doc<'a> {
 
 impl Doc<'_> {
     /// Tile `t`'s row pointers (rows past the real ones repeat the last) and real row count.
+    #[inline(always)]
     fn tile_rows(&self, t: usize) -> ([*const u16; MR], usize) {
         let (tb, mr) = (t * MR, MR.min(self.valid.len() - t * MR));
         let rows = core::array::from_fn(|r| {
@@ -581,6 +549,19 @@ const NORM_UP: f32 = 1.0 + 1.0 / 1024.0;
 /// `d.dim.next_multiple_of(64)`), `d.valid` non-empty with every row inside `d.bits`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub unsafe fn first_pass(q: &Query, d: &Doc, p: &mut Pass) -> bool {
+    // SAFETY: forwarded; rows of a multiple of 64 elements need no masked loads.
+    unsafe {
+        if d.dim.is_multiple_of(64) {
+            first_pass_::<true>(q, d, p)
+        } else {
+            first_pass_::<false>(q, d, p)
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn first_pass_<const FULL: bool>(q: &Query, d: &Doc, p: &mut Pass) -> bool {
     let (dim, nv, chunks) = (d.dim, d.valid.len(), q.chunks());
     let stride = dim.next_multiple_of(64);
     let tiles = nv.div_ceil(MR);
@@ -599,7 +580,7 @@ pub unsafe fn first_pass(q: &Query, d: &Doc, p: &mut Pass) -> bool {
     for t in 0..tiles {
         let (rows16, mr) = d.tile_rows(t);
         // SAFETY: each pointer starts a full row of `dim` (tile_rows sliced it).
-        let max_bits = unsafe { max_abs_bf16(&rows16, mr, dim) };
+        let max_bits = unsafe { max_abs_bf16::<FULL>(&rows16, mr, dim) };
         let max_d = f32::from_bits((max_bits as u32) << 16);
         if max_bits >= 0x7f80 || !in_range(max_d) {
             return false; // inf, NaN, or out of range
@@ -609,7 +590,7 @@ pub unsafe fn first_pass(q: &Query, d: &Doc, p: &mut Pass) -> bool {
         let buf = (t % 2) * MR * stride;
         let n2: &mut [f32; MR] = (&mut p.norms[t * MR..(t + 1) * MR]).try_into().unwrap();
         // SAFETY: as above; each buffer holds MR rows of `stride` (a multiple of 64, >= dim).
-        unsafe { quantize_bf16_u8(&rows16, mr, dim, inv, p.ints.as_mut_ptr().add(buf), stride, n2) };
+        unsafe { quantize_bf16_u8::<FULL>(&rows16, mr, dim, inv, p.ints.as_mut_ptr().add(buf), stride, n2) };
         // Rows past the real ones repeat the last (a row of zeros would feed its 0 into the
         // tile's maximum); their norms are 0.
         for r in mr..MR {
