@@ -5,7 +5,9 @@
 //! whose fp64 score is within the fp32 rounding bound of the true maximum (and is the true one
 //! when the maximum is unique by more than that), the first of identical rows, and the sum is
 //! that of the fp64 scores of the reported rows within the same bound. Inputs it must not
-//! filter (out of range, inf/NaN) give exactly what scoring every pair gives.
+//! filter (out of range, inf/NaN) give exactly what scoring every pair gives. These hold for
+//! scoring every pair too, so the tests run on every CPU; on one without the filter they check
+//! the fp32 kernel alone.
 
 use super::tests::Rng;
 use super::*;
@@ -181,9 +183,6 @@ fn case(
 
 #[test]
 fn random_documents_keep_their_maxima() {
-    if !prefilter::available() {
-        return;
-    }
     let mut rng = Rng(11);
     for &(dim, lq) in &[
         (128, 32),
@@ -211,9 +210,6 @@ fn random_documents_keep_their_maxima() {
 /// fails.
 #[test]
 fn near_ties_keep_their_maxima() {
-    if !prefilter::available() {
-        return;
-    }
     let mut rng = Rng(12);
     // Changes of 1/32, 1/8 and 1/2 put the gaps below, at and above the bound's size.
     // A large value in every eighth row coarsens the grid of the rows sharing its tile, so
@@ -254,9 +250,6 @@ fn near_ties_keep_their_maxima() {
 /// Exact copies of rows later in the document: the first copy is the argmax.
 #[test]
 fn copies_resolve_to_the_first() {
-    if !prefilter::available() {
-        return;
-    }
     let mut rng = Rng(13);
     let dim = 128;
     let pool: Vec<Vec<f32>> = (0..6)
@@ -273,9 +266,6 @@ fn copies_resolve_to_the_first() {
 /// error.
 #[test]
 fn mixed_scales_and_zeros_keep_their_maxima() {
-    if !prefilter::available() {
-        return;
-    }
     let mut rng = Rng(14);
     let dim = 128;
     let scales = [1.0f32, 1e-3, 1e3, 0.0, 1e-38, 3e-7];
@@ -297,9 +287,6 @@ fn mixed_scales_and_zeros_keep_their_maxima() {
 /// Values the bounds do not cover (out of range, inf, NaN): scored in full, bit for bit.
 #[test]
 fn out_of_range_inputs_are_scored_in_full() {
-    if !prefilter::available() {
-        return;
-    }
     let mut rng = Rng(15);
     let dim = 64;
     for bad in [1e20f32, 1e-20, f32::INFINITY, f32::NAN] {
@@ -338,6 +325,12 @@ fn out_of_range_inputs_are_scored_in_full() {
 #[test]
 fn random_documents_are_mostly_pruned() {
     if !prefilter::available() {
+        // Only a CPU without AVX-512 BW/VL/VNNI has no filter to measure.
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            assert!(!(has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")));
+        }
         return;
     }
     let (dim, lq, ld, nd) = (128, 32, 300, 20);
@@ -373,9 +366,6 @@ fn random_documents_are_mostly_pruned() {
 /// error itself is 61.52). Scaled below half, the filter would report row 1.
 #[test]
 fn aligned_errors_meet_the_bound() {
-    if !prefilter::available() {
-        return;
-    }
     let dim = 128;
     let mut q = vec![1f32; dim];
     q[0] = 0.0; // coordinate 0 holds each row's 127, which fixes the tile's scale at 1
