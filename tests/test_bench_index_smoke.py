@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _bench import run_bench
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def run_bench(tmp_path: Path, *args: str) -> str:
+def run_index_bench(tmp_path: Path, *args: str) -> str:
     """Run ``benches/bench_index.py`` with ``args``; the markdown table it wrote."""
     table = tmp_path / "t.md"
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benches" / "bench_index.py"), *args, "--table", str(table)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_bench("bench_index.py", *args, "--table", str(table))
     return table.read_text()
 
 
@@ -30,7 +21,7 @@ def run_bench(tmp_path: Path, *args: str) -> str:
     reason="benchmark peers (faiss-cpu, hnswlib, usearch) not installed",
 )
 def test_bench_index_quick(tmp_path):
-    text = run_bench(
+    text = run_index_bench(
         tmp_path,
         *("--quick", "--skip-real", "--synthetic-n", "3000", "--single-queries", "5", "--threads", "1"),
     )
@@ -40,7 +31,7 @@ def test_bench_index_quick(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss-cpu not installed")
 def test_bench_index_graph_only_with_build_memory(tmp_path):
-    text = run_bench(
+    text = run_index_bench(
         tmp_path,
         *("--quick", "--skip-real", "--synthetic-n", "2000", "--single-queries", "5", "--threads", "1"),
         *("--hnsw-only", "--build-memory", "--peers", "faiss", "--hnsw-kinds", "HNSW8_40,SQ8"),
