@@ -229,7 +229,7 @@ fn score_pair(
     want: Outputs,
     sc: &mut Scratch,
     out: PairOut,
-) {
+) -> bool {
     let w = isa.lanes();
     let mr_isa = isa.rows();
     let nl = pq.lanes.len();
@@ -399,6 +399,7 @@ fn score_pair(
             da[j as usize] = if a < 0 { -1 } else { pq.lanes[a as usize] as i32 };
         }
     }
+    filtered
 }
 
 /// A raw output pointer shared by the work units; each unit writes only its own pairs' entries.
@@ -532,18 +533,25 @@ pub(super) fn forward<T: Element>(
                 doc.valid
                     .extend((0..dl).filter(|&j| d.valid(ds + j)).map(|j| j as i32));
                 doc.len = dl;
+                // A document that meets one query here is widened tile by tile (in L1); one that
+                // meets a block of queries is widened once, whole.
+                let single = pairing == Pairing::Paired || qr.len() == 1;
                 // Each document is scanned once (by the unit holding the first block of queries
                 // for all-pairs), just before the kernel reads it: the scan brings it into
                 // cache and the kernel then reads it from there, so memory traffic is unchanged.
-                if want.check_finite && (pairing == Pairing::Paired || qr.start == 0) {
+                // One the bfloat16 pre-filter may take is left to it (it stops at any inf/NaN)
+                // and scanned only if the filter did not take it.
+                let scan = want.check_finite && (pairing == Pairing::Paired || qr.start == 0);
+                let scan_doc = |doc: &PreparedDoc| {
                     let rows = &mut doc.valid.iter().map(|&j| ds + j as usize);
                     if let Some(r) = first_nonfinite(isa, d, rows) {
                         bad_d.fetch_min(r, Ordering::Relaxed);
                     }
+                };
+                let defer = scan && single && filter;
+                if scan && !defer {
+                    scan_doc(doc);
                 }
-                // A document that meets one query here is widened tile by tile (in L1); one that
-                // meets a block of queries is widened once, whole.
-                let single = pairing == Pairing::Paired || qr.len() == 1;
                 let convert = kind::<T>() != Kind::F32 && !bf16_dot && !single;
                 if convert {
                     doc.conv.resize(doc.valid.len() * dim, 0.0);
@@ -587,7 +595,10 @@ pub(super) fn forward<T: Element>(
                             d_arg: o_darg.map(|s| s.slice(p * ld_max, ld_max)),
                         }
                     };
-                    score_pair(isa, dim, &packed[qi], doc, &rows, want, sc, po);
+                    let filtered = score_pair(isa, dim, &packed[qi], doc, &rows, want, sc, po);
+                    if defer && !filtered {
+                        scan_doc(doc);
+                    }
                 }
             }
         });

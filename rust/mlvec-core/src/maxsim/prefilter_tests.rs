@@ -502,3 +502,48 @@ fn prefilter_throughput() {
         tu[2]
     );
 }
+
+/// With `check_finite`, a document the filter takes is checked by the filter's own read (no
+/// separate scan): inf/NaN anywhere in its valid rows is still reported, naming the same first
+/// bad row as the reference, and finite values the filter does not cover (1e20) are no error.
+#[test]
+fn check_finite_still_finds_every_bad_row() {
+    let dim = 64;
+    let mut rng = Rng(17);
+    let check = Outputs {
+        check_finite: true,
+        ..Q2D_ARG
+    };
+    for (bad, at_row) in [
+        (f32::NAN, 0),
+        (f32::INFINITY, 17),
+        (f32::NEG_INFINITY, 39),
+        (f32::NAN, 63),
+        (1e20, 30),
+    ] {
+        let mut c = case(&mut rng, dim, 8, &[40, 24, 50], false, |rng, _| {
+            (0..dim).map(|_| normal(rng)).collect()
+        });
+        c.docs[at_row * dim + 7] = bad;
+        // A NaN in a masked row is not an error.
+        let mut mask = vec![true; c.docs.len() / dim];
+        mask[5] = false;
+        c.docs[5 * dim] = f32::NAN;
+        let db = to_bf16(&c.docs);
+        let d = TokenSets::new("documents", &db, dim, &c.offsets, Some(&mask)).unwrap();
+        let qb = to_bf16(&c.q);
+        let one = TokenSets::new("queries", &qb, dim, &[0, 8], None).unwrap();
+        let rep: Vec<bf16> = (0..3).flat_map(|_| qb.iter().copied()).collect();
+        let three = TokenSets::new("queries", &rep, dim, &[0, 8, 16, 24], None).unwrap();
+        for (q, pairing) in [(&one, Pairing::AllPairs), (&three, Pairing::Paired)] {
+            let want = reference::forward(q, &d, pairing, check)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let got = forward_with(simd::detect(), q, &d, pairing, check)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            assert_eq!(got, want, "{bad} at row {at_row}, {pairing:?}");
+            assert_eq!(want.is_err(), !bad.is_finite(), "{bad}");
+        }
+    }
+}
