@@ -21,12 +21,10 @@
 #[cfg(target_arch = "x86_64")]
 use crate::simd::avx512_int as ai;
 
-/// Largest |int8| a quantized element takes.
-const QMAX: f32 = 127.0;
+use crate::simd::{int8_in_range, INT8_MAX as QMAX};
+
 /// Query lanes per chunk (the fp32 kernel's `W`).
 const W: usize = 32;
-/// Magnitudes the bounds are kept finite and normal for (as `avx512_int::in_range`).
-const RANGE: std::ops::RangeInclusive<f32> = 1e-15..=1e15;
 /// Largest dimension: the integer sums (with their +128 bias) stay exact in fp32.
 const MAX_DIM: usize = 512;
 
@@ -94,7 +92,7 @@ pub(super) fn pack_query(rows: &[f32], nl: usize, dim: usize) -> Option<QueryInt
         if m == 0.0 {
             continue; // all zero: exact, scale 0
         }
-        if !RANGE.contains(&m) {
+        if !int8_in_range(m) {
             return None;
         }
         let scale = (m as f64 / QMAX as f64) as f32;

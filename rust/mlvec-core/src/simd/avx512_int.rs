@@ -8,7 +8,7 @@
 //! [`second_pass`]: the rows whose upper bound reaches some lane's lower bound, as integer
 //! thresholds per tile. [`dot_f32_bf16`] then scores the surviving pairs in fp32.
 
-use super::Ahead;
+use super::{int8_in_range as in_range, Ahead, INT8_MAX as QMAX};
 use core::arch::x86_64::*;
 
 /// int32 lanes per vector.
@@ -448,15 +448,6 @@ pub unsafe fn dot_f32_bf16(q: &[f32], x: &[u16]) -> f32 {
         }
     }
     _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)))
-}
-
-/// Largest |int8| a quantized element takes.
-pub const QMAX: f32 = 127.0;
-
-/// Whether the bounds stay finite and normal for an element magnitude of `m` (or `m` is 0).
-#[inline]
-pub fn in_range(m: f32) -> bool {
-    m == 0.0 || (1e-15..=1e15).contains(&m)
 }
 
 /// One query set quantized for the filter (see `maxsim::prefilter`).

@@ -22,6 +22,16 @@ pub mod portable;
 
 use std::sync::OnceLock;
 
+/// Largest |int8| the bfloat16 pre-filter quantizes an element to (`maxsim::prefilter`).
+pub const INT8_MAX: f32 = 127.0;
+
+/// Whether the pre-filter's bounds stay finite and normal for elements of magnitude up to `m`
+/// (`m` is 0, or within `[1e-15, 1e15]`).
+#[inline]
+pub fn int8_in_range(m: f32) -> bool {
+    m == 0.0 || (1e-15..=1e15).contains(&m)
+}
+
 /// Largest tile any variant uses: `MR * W` scores.
 pub const TILE: usize = 8 * 32;
 /// Most document rows a tile holds.
