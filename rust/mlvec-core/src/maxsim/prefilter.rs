@@ -54,6 +54,8 @@ pub(super) struct QueryInts {
     corr: Vec<f32>,
     /// Per packed lane: the dequantization factor (`q ≈ int · scale`).
     scale: Vec<f32>,
+    /// Per packed lane: `1 / scale` (0 where `scale` is 0), so thresholds multiply, not divide.
+    inv_scale: Vec<f32>,
     /// Per packed lane: `‖q − q̃‖₂ + γ'·max(‖q‖₂, ‖q̃‖₂)`, multiplied by the tile's `‖d‖₂` bound.
     a: Vec<f32>,
     /// Per packed lane: `‖q̃‖₁`, multiplied by `max|d − d̃|`'s bound per tile.
@@ -74,6 +76,7 @@ pub(super) fn pack_query(rows: &[f32], nl: usize, dim: usize) -> Option<QueryInt
         ints: vec![0; chunks * stride * W],
         corr: vec![0.0; chunks * W],
         scale: vec![0.0; chunks * W],
+        inv_scale: vec![0.0; chunks * W],
         a: vec![0.0; chunks * W],
         b: vec![0.0; chunks * W],
         dim,
@@ -118,6 +121,7 @@ pub(super) fn pack_query(rows: &[f32], nl: usize, dim: usize) -> Option<QueryInt
         }
         out.corr[c] = (128.0 * q8.iter().sum::<f64>()) as f32;
         out.scale[c] = scale;
+        out.inv_scale[c] = (1.0 / scale as f64) as f32;
         out.a[c] = ((err2.sqrt() + gamma * q2.sqrt().max(qt2.sqrt())) * up) as f32;
         out.b[c] = (qt1 * up) as f32;
     }
@@ -171,6 +175,7 @@ pub(super) fn score(
         nl,
         corr: &qi.corr,
         scale: &qi.scale,
+        inv_scale: &qi.inv_scale,
         a: &qi.a,
         b: &qi.b,
     };

@@ -261,20 +261,22 @@ unsafe fn tile_u8(
 }
 
 /// Per-lane bound coefficients of one query chunk (`W` lanes each): the dot products' bias
-/// `corr`, the dequantization factor `scale` and the error coefficients `a` and `b` (see
-/// `maxsim::prefilter`).
+/// `corr`, the dequantization factor `scale` (and `1 / scale`) and the error coefficients `a`
+/// and `b` (see `maxsim::prefilter`).
 struct Lanes<'a> {
     corr: &'a [f32],
     scale: &'a [f32],
+    inv_scale: &'a [f32],
     a: &'a [f32],
     b: &'a [f32],
 }
 
-/// A tile's scalars: the dequantization factor `sd`, and over its rows the bounds
-/// `dm ≥ ‖d‖₂ + ‖d − d̃‖₂` and `ed ≥ max|d − d̃|`.
+/// A tile's scalars: the dequantization factor `sd` (and the quantization factor `inv ≈ 1 / sd`),
+/// and over its rows the bounds `dm ≥ ‖d‖₂ + ‖d − d̃‖₂` and `ed ≥ max|d − d̃|`.
 #[derive(Clone, Copy)]
 struct TileBounds {
     sd: f32,
+    inv: f32,
     dm: f32,
     ed: f32,
 }
@@ -331,7 +333,9 @@ unsafe fn raise_lower(low: &mut [f32], tile_max: &[i32], l: &Lanes, tb: TileBoun
 
 /// The integer dot product each lane's raw sum (bias included) must reach for its upper bound
 /// `(dot − corr) · f + ε` to reach the lane's lower bound `low`: `⌊corr + (low − ε) / f⌋`, less
-/// a margin for the rounding of that expression (`i32::MIN`, every row, when `f` is 0 and
+/// a margin for the rounding of that expression (`1 / f` is taken as `(1 / scale) · inv`: with
+/// the division, addition and conversion, at most 7 roundings of 2⁻²⁴ relative to
+/// `|t| + |corr|`, well inside the margin's 2⁻²⁰) (`i32::MIN`, every row, when `f` is 0 and
 /// `ε ≥ low`, or when the value is out of range; `i32::MAX` when `f` is 0 and `ε < low`).
 /// `ε` covers every row of the tile.
 ///
@@ -348,7 +352,11 @@ unsafe fn thresholds(l: &Lanes, tb: TileBounds, low: &[f32], out: &mut [i32; W])
         unsafe {
             let lv = _mm512_loadu_ps(low.as_ptr().add(n * V));
             let gap = _mm512_sub_ps(lv, e);
-            let t = _mm512_add_ps(corr, _mm512_div_ps(gap, f));
+            let inv_f = _mm512_mul_ps(
+                _mm512_loadu_ps(l.inv_scale.as_ptr().add(n * V)),
+                _mm512_set1_ps(tb.inv),
+            );
+            let t = _mm512_fmadd_ps(gap, inv_f, corr);
             let size = _mm512_add_ps(_mm512_abs_ps(t), _mm512_abs_ps(corr));
             let slack = _mm512_fmadd_ps(size, margin, _mm512_set1_ps(1.0));
             // Out-of-range (and NaN) conversions give i32::MIN: every row, the safe side.
@@ -459,6 +467,7 @@ pub struct Query<'a> {
     /// Per packed lane (`chunks * W`): bias, dequantization factor, error coefficients.
     pub corr: &'a [f32],
     pub scale: &'a [f32],
+    pub inv_scale: &'a [f32],
     pub a: &'a [f32],
     pub b: &'a [f32],
 }
@@ -469,6 +478,7 @@ impl Query<'_> {
         Lanes {
             corr: &self.corr[r.clone()],
             scale: &self.scale[r.clone()],
+            inv_scale: &self.inv_scale[r.clone()],
             a: &self.a[r.clone()],
             b: &self.b[r],
         }
@@ -621,6 +631,7 @@ unsafe fn first_pass_<const FULL: bool>(q: &Query, d: &Doc, p: &mut Pass) -> boo
         // rounding of x·inv and of sd itself); `dm` (set below) bounds both ‖d‖ and ‖d̃‖.
         p.bounds.push(TileBounds {
             sd,
+            inv,
             ed: 0.501 * sd,
             dm: 0.0,
         });
