@@ -547,3 +547,71 @@ fn check_finite_still_finds_every_bad_row() {
         }
     }
 }
+
+/// bfloat16 against fp32 documents at a sustained rate: one 32-token query against 1,000
+/// documents of 300 tokens (d = 128) per call, calls back to back over 8 distinct sets (1.2 GB
+/// of fp32, 615 MB of bf16: past the last-level cache, so every call streams from memory),
+/// all threads, alternating blocks of 8 calls after a pause; medians of 49 calls each
+/// (`cargo test --release -p mlvec-core -- --ignored --nocapture bf16_vs_fp32_sustained`).
+/// Prints, asserts nothing.
+#[test]
+#[ignore]
+fn bf16_vs_fp32_sustained() {
+    let (dim, lq, ld, nd, sets) = (128, 32, 300, 1000, 8);
+    let (q, bits) = random_bf16(&mut Rng(5), dim, lq, 4 * ld);
+    // Distinct documents (one low bit flipped per copy), so no two sets share cache lines.
+    let all: Vec<u16> = (0..sets * nd * ld * dim)
+        .map(|i| bits[i % bits.len()] ^ ((i / bits.len()) as u16 & 1))
+        .collect();
+    let all32: Vec<f32> = all.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect();
+    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
+    let q32: Vec<f32> = qb.iter().map(|x| x.to_f32()).collect();
+    // SAFETY: bf16 is a transparent wrapper of its u16 bits.
+    let all16: &[bf16] = unsafe { std::slice::from_raw_parts(all.as_ptr().cast(), all.len()) };
+    let d_o: Vec<i64> = (0..=nd).map(|i| (i * ld) as i64).collect();
+    let n = nd * ld * dim;
+    let q16 = TokenSets::new("q", &qb, dim, &[0, lq as i64], None).unwrap();
+    let q32 = TokenSets::new("q", &q32, dim, &[0, lq as i64], None).unwrap();
+    let d16: Vec<_> = (0..sets)
+        .map(|s| TokenSets::new("d", &all16[s * n..(s + 1) * n], dim, &d_o, None).unwrap())
+        .collect();
+    let d32: Vec<_> = (0..sets)
+        .map(|s| TokenSets::new("d", &all32[s * n..(s + 1) * n], dim, &d_o, None).unwrap())
+        .collect();
+    let isa = simd::detect();
+    let (mut r16, mut r32) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        for bf in [true, false] {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            for s in 0..sets {
+                let t = std::time::Instant::now();
+                if bf {
+                    forward_with(isa, &q16, &d16[s], Pairing::AllPairs, Outputs::default()).unwrap();
+                } else {
+                    forward_with(isa, &q32, &d32[s], Pairing::AllPairs, Outputs::default()).unwrap();
+                }
+                // The first call of a block wakes the threads; the rest run back to back.
+                if s > 0 {
+                    let rate = nd as f64 / t.elapsed().as_secs_f64();
+                    if bf {
+                        r16.push(rate)
+                    } else {
+                        r32.push(rate)
+                    }
+                }
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (b, f) = (median(&mut r16), median(&mut r32));
+    println!(
+        "{} threads, sustained: bf16 {b:.0} docs/s ({:.1} GB/s), fp32 {f:.0} docs/s ({:.1} GB/s): bf16/fp32 {:.2}x",
+        crate::threads::num_threads(),
+        b * (ld * dim * 2) as f64 / 1e9,
+        f * (ld * dim * 4) as f64 / 1e9,
+        b / f
+    );
+}
