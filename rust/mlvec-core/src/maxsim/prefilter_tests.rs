@@ -38,6 +38,63 @@ fn to_bf16(xs: &[f32]) -> Vec<bf16> {
     xs.iter().map(|&x| bf16::from_f32(x)).collect()
 }
 
+/// `bits` as bfloat16 values.
+fn as_bf16(bits: &[u16]) -> &[bf16] {
+    // SAFETY: bf16 is a transparent wrapper of its u16 bits.
+    unsafe { std::slice::from_raw_parts(bits.as_ptr().cast(), bits.len()) }
+}
+
+/// `len` values repeating `bits`, one low bit flipped in every other copy, so a stream of
+/// documents longer than the caches shares no cache line with another copy.
+fn distinct_copies(bits: &[u16], len: usize) -> Vec<u16> {
+    (0..len)
+        .map(|i| bits[i % bits.len()] ^ ((i / bits.len()) as u16 & 1))
+        .collect()
+}
+
+/// Median of measurements.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// The filter set up for one query of `lq` rows against documents of `ld` rows, all valid.
+struct Filter {
+    qi: prefilter::QueryInts,
+    lq: usize,
+    valid: Vec<i32>,
+    sc: prefilter::Scratch,
+    qmax: Vec<f32>,
+    qarg: Vec<i32>,
+}
+
+impl Filter {
+    fn new(q: &[f32], lq: usize, ld: usize, dim: usize) -> Self {
+        Filter {
+            qi: prefilter::pack_query(q, lq, dim).unwrap(),
+            lq,
+            valid: (0..ld as i32).collect(),
+            sc: prefilter::Scratch::default(),
+            qmax: vec![0.0; lq],
+            qarg: vec![0; lq],
+        }
+    }
+
+    /// Filter the document starting at row `first` of `bits`; whether the filter took it.
+    fn score(&mut self, bits: &[u16], first: usize) -> bool {
+        prefilter::score(
+            &self.qi,
+            self.lq,
+            bits,
+            first,
+            &self.valid,
+            &mut self.sc,
+            &mut self.qmax,
+            Some(&mut self.qarg),
+        )
+    }
+}
+
 fn dot64(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
@@ -335,23 +392,11 @@ fn random_documents_are_mostly_pruned() {
     }
     let (dim, lq, ld, nd) = (128, 32, 300, 20);
     let (q, bits) = random_bf16(&mut Rng(16), dim, lq, nd * ld);
-    let qi = prefilter::pack_query(&q, lq, dim).unwrap();
-    let valid: Vec<i32> = (0..ld as i32).collect();
-    let mut sc = prefilter::Scratch::default();
-    let (mut qmax, mut qarg) = (vec![0f32; lq], vec![0i32; lq]);
+    let mut f = Filter::new(&q, lq, ld, dim);
     for di in 0..nd {
-        assert!(prefilter::score(
-            &qi,
-            lq,
-            &bits,
-            di * ld,
-            &valid,
-            &mut sc,
-            &mut qmax,
-            Some(&mut qarg)
-        ));
+        assert!(f.score(&bits, di * ld));
     }
-    let share = sc.scored as f64 / (nd * ld * lq) as f64;
+    let share = f.sc.scored as f64 / (nd * ld * lq) as f64;
     assert!(
         share > 0.0 && share < 0.1,
         "{:.1}% of the pairs scored",
@@ -412,57 +457,33 @@ fn prefilter_throughput() {
     }
     let (dim, lq, ld, nd) = (128, 32, 300, 4);
     let (q, bits) = random_bf16(&mut Rng(5), dim, lq, nd * ld);
-    let qi = prefilter::pack_query(&q, lq, dim).unwrap();
-    let valid: Vec<i32> = (0..ld as i32).collect();
-    let mut sc = prefilter::Scratch::default();
-    let (mut qmax, mut qarg) = (vec![0f32; lq], vec![0i32; lq]);
+    let mut f = Filter::new(&q, lq, ld, dim);
     let reps = 2000;
-    let mut ns: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            for rep in 0..reps {
-                let di = rep % nd;
-                prefilter::score(
-                    &qi,
-                    lq,
-                    &bits,
-                    di * ld,
-                    &valid,
-                    &mut sc,
-                    &mut qmax,
-                    Some(&mut qarg),
-                );
-            }
-            t.elapsed().as_secs_f64() * 1e9 / reps as f64
-        })
-        .collect();
-    ns.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let ns = median(
+        (0..7)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                for rep in 0..reps {
+                    f.score(&bits, rep % nd * ld);
+                }
+                t.elapsed().as_secs_f64() * 1e9 / reps as f64
+            })
+            .collect(),
+    );
     println!(
-        "{:.1} of {} pairs scored in fp32 per document; {:.0} ns per document",
-        sc.scored as f64 / (7 * reps) as f64,
+        "{:.1} of {} pairs scored in fp32 per document; {ns:.0} ns per document",
+        f.sc.scored as f64 / (7 * reps) as f64,
         lq * ld,
-        ns[3]
     );
     // The same documents streamed from memory: 8,000 of them (615 MB, past this machine's
     // 260 MiB last-level cache), and a plain read of the same bytes for comparison.
     let big = 8000;
-    let stream: Vec<u16> = (0..big * ld * dim)
-        .map(|i| bits[i % bits.len()] ^ ((i / bits.len()) as u16 & 1))
-        .collect();
+    let stream = distinct_copies(&bits, big * ld * dim);
     let mut times = Vec::new();
     for _ in 0..3 {
         let t = std::time::Instant::now();
         for di in 0..big {
-            prefilter::score(
-                &qi,
-                lq,
-                &stream,
-                di * ld,
-                &valid,
-                &mut sc,
-                &mut qmax,
-                Some(&mut qarg),
-            );
+            f.score(&stream, di * ld);
         }
         let filt = t.elapsed().as_secs_f64() * 1e9 / big as f64;
         let t = std::time::Instant::now();
@@ -477,9 +498,8 @@ fn prefilter_throughput() {
         println!("streaming: {f:.0} ns per document; a plain read {r:.0} ns per document");
     }
     // And through `forward` on every thread, with and without the filter, alternating.
-    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
-    // SAFETY: bf16 is a transparent wrapper of its u16 bits.
-    let db: &[bf16] = unsafe { std::slice::from_raw_parts(stream.as_ptr().cast(), stream.len()) };
+    let qb = to_bf16(&q);
+    let db = as_bf16(&stream);
     let d_o: Vec<i64> = (0..=big).map(|i| (i * ld) as i64).collect();
     let qt = TokenSets::new("q", &qb, dim, &[0, lq as i64], None).unwrap();
     let dt = TokenSets::new("d", db, dim, &d_o, None).unwrap();
@@ -493,13 +513,11 @@ fn prefilter_throughput() {
         forward_unfiltered(isa, &qt, &dt, Pairing::AllPairs, Outputs::default()).unwrap();
         tu.push(big as f64 / t.elapsed().as_secs_f64());
     }
-    tf.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    tu.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
         "{} threads, streaming: filtered {:.0} docs/s, every pair {:.0} docs/s (medians of 5)",
         crate::threads::num_threads(),
-        tf[2],
-        tu[2]
+        median(tf),
+        median(tu)
     );
 }
 
@@ -559,15 +577,11 @@ fn check_finite_still_finds_every_bad_row() {
 fn bf16_vs_fp32_sustained() {
     let (dim, lq, ld, nd, sets) = (128, 32, 300, 1000, 8);
     let (q, bits) = random_bf16(&mut Rng(5), dim, lq, 4 * ld);
-    // Distinct documents (one low bit flipped per copy), so no two sets share cache lines.
-    let all: Vec<u16> = (0..sets * nd * ld * dim)
-        .map(|i| bits[i % bits.len()] ^ ((i / bits.len()) as u16 & 1))
-        .collect();
-    let all32: Vec<f32> = all.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect();
-    let qb: Vec<bf16> = q.iter().map(|&x| bf16::from_f32(x)).collect();
+    let all = distinct_copies(&bits, sets * nd * ld * dim);
+    let all16 = as_bf16(&all);
+    let all32: Vec<f32> = all16.iter().map(|x| x.to_f32()).collect();
+    let qb = to_bf16(&q);
     let q32: Vec<f32> = qb.iter().map(|x| x.to_f32()).collect();
-    // SAFETY: bf16 is a transparent wrapper of its u16 bits.
-    let all16: &[bf16] = unsafe { std::slice::from_raw_parts(all.as_ptr().cast(), all.len()) };
     let d_o: Vec<i64> = (0..=nd).map(|i| (i * ld) as i64).collect();
     let n = nd * ld * dim;
     let q16 = TokenSets::new("q", &qb, dim, &[0, lq as i64], None).unwrap();
@@ -602,11 +616,7 @@ fn bf16_vs_fp32_sustained() {
             }
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
-    };
-    let (b, f) = (median(&mut r16), median(&mut r32));
+    let (b, f) = (median(r16), median(r32));
     println!(
         "{} threads, sustained: bf16 {b:.0} docs/s ({:.1} GB/s), fp32 {f:.0} docs/s ({:.1} GB/s): bf16/fp32 {:.2}x",
         crate::threads::num_threads(),
