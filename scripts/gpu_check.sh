@@ -43,7 +43,7 @@ cat "$OUT/env.json"
 # Tests from a copy outside the checkout, so `import mlvec` is the installed wheel.
 TESTS="$(mktemp -d)"
 cp -r tests cuda_kernels benches pyproject.toml "$TESTS/"
-(cd "$TESTS" && MLVEC_REQUIRE_GPU=1 timeout 240 python -m pytest -q -p no:cacheprovider tests/test_cuda_gpu.py tests/test_cuda_wiring.py tests/test_cuda_compile.py \
+(cd "$TESTS" && MLVEC_REQUIRE_GPU=1 timeout 240 python -m pytest -q -p no:cacheprovider tests/cuda \
     --junitxml="$OUT/pytest.xml" -rs 2>&1 | tail -n 60) | tee "$OUT/pytest.txt"
 PYTEST_RC=${PIPESTATUS[0]}
 

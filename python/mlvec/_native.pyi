@@ -1,4 +1,4 @@
-"""Type stubs of the compiled extension ``mlvec._native`` (checked against it in tests/test_stubs.py).
+"""Type stubs of the compiled extension ``mlvec._native`` (checked against it in tests/core/test_stubs.py).
 
 Token sets are passed packed: a C-contiguous ``[rows, dim]`` array, ``int64`` offsets of length
 ``n + 1`` (set ``i`` is rows ``offsets[i]:offsets[i+1]``) and an optional ``bool`` mask ``[rows]``.

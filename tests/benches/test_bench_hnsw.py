@@ -1,21 +1,15 @@
 """The HNSW benchmark runs end to end in its quick mode and measures what it claims."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from support.scripts import load_script
 
 pytest.importorskip("faiss")
 pytest.importorskip("hnswlib")
 pytest.importorskip("usearch")
 
-BENCH = Path(__file__).resolve().parents[1] / "benches" / "bench_hnsw.py"
-
-
 def test_bench_hnsw_quick(capsys):
-    spec = importlib.util.spec_from_file_location("bench_hnsw", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benches/bench_hnsw.py")
     [(rows, builds)] = mod.main(["--quick"])
     names = {r[0] for r in rows}
     assert names == {"mlvec-f32", "mlvec-sq8", "faiss-hnsw-flat", "faiss-hnsw-sq8", "hnswlib", "usearch"}

@@ -1,19 +1,14 @@
 """examples/retrieval_backend.py at reduced size on random clustered data (no shared files needed)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "retrieval_backend.py"
+from support.scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("retrieval_backend", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("examples/retrieval_backend.py")
 
 
 def test_backend_example_quick(tmp_path, capsys):

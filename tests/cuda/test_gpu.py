@@ -429,7 +429,7 @@ def test_benchmark_quick_mode_runs(tmp_path):
     import sys
     from pathlib import Path
 
-    bench = Path(__file__).resolve().parents[1] / "benches" / "bench_cuda.py"
+    bench = Path(__file__).resolve().parents[2] / "benches" / "bench_cuda.py"
     if not bench.exists():
         pytest.skip("benches/ not present next to the tests")
     out = tmp_path / "bench.json"
@@ -533,7 +533,7 @@ def test_public_api_on_cuda_rejects_bad_input_clearly():
 
 
 def _cuda_op_args(rng, dtype, paired, masks, want_d2q):
-    from maxsim_reference import make_sets, packed
+    from support.maxsim_reference import make_sets, packed
 
     qs = make_sets(rng, 3, 4, 8, dtype, holes=masks)
     ds = make_sets(rng, 3 if paired else 4, 40, 8, dtype, holes=masks)

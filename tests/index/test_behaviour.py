@@ -8,10 +8,11 @@ import time
 
 import numpy as np
 import pytest
-from _index_data import exact, mixture, recall
 
 import mlvec
 import mlvec.index as mi
+
+from support.index_data import exact, mixture, recall
 
 KINDS = [
     "Flat",

@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from losses_reference import clip_ref, colbert_ref, filip_ref, siglip_ref
+
+from support.losses_reference import clip_ref, colbert_ref, filip_ref, siglip_ref
 
 pytestmark = pytest.mark.distributed
 

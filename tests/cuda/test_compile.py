@@ -9,7 +9,7 @@ import pytest
 import mlvec
 from mlvec import _cuda_locate, _native
 
-KERNELS = Path(__file__).resolve().parents[1] / "cuda_kernels"
+KERNELS = Path(__file__).resolve().parents[2] / "cuda_kernels"
 NVRTC = _cuda_locate.find_nvrtc()
 needs_nvrtc = pytest.mark.skipif(
     NVRTC is None,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from losses_reference import clip_ref, colbert_ref, filip_ref, siglip_ref
 
 import mlvec.losses as L
+
+from support.losses_reference import clip_ref, colbert_ref, filip_ref, siglip_ref
 
 
 def _leaf(t, dtype=torch.float64):

@@ -6,7 +6,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from _bench import run_bench
+
+from support.scripts import run_bench
 
 
 def run_index_bench(tmp_path: Path, *args: str) -> str:

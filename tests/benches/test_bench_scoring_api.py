@@ -1,6 +1,6 @@
 """Smoke run of benches/bench_scoring_api.py in its quick mode."""
 
-from _bench import run_bench
+from support.scripts import run_bench
 
 
 def test_bench_scoring_api_quick():

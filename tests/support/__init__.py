@@ -1,0 +1,1 @@
+"""Helpers shared by the test folders: plain references, test data and script runners."""
