@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYVER="${1:-3.12}"
-rm -f dist/mlvec-*.whl
-maturin build --release --zig --compatibility manylinux2014 -o dist
+# Builds the manylinux2014 wheel into dist/ and checks it installs without Rust.
+bash scripts/check_wheel.sh dist
 python -m pip download -q pytest numpy --only-binary=:all: --python-version "$PYVER" \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     -d dist/gpu_wheels
