@@ -190,6 +190,12 @@ def _openclip_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         "clip_ring": (OCClip(gather_with_grad=True, rank=rank, world_size=world), L.ClipLoss(strategy="ring")),
         "siglip": (OCSig(rank=rank, world_size=world), L.SigLipLoss(tile_size=4)),
         "siglip_ring": (OCSig(rank=rank, world_size=world), L.SigLipLoss(strategy="ring")),
+        # The same constructor arguments on both sides (open_clip's names).
+        "clip_local": (OCClip(local_loss=True, gather_with_grad=True, cache_labels=True, rank=rank, world_size=world),
+                       L.ClipLoss(local_loss=True, gather_with_grad=True, cache_labels=True, rank=rank,
+                                  world_size=world)),
+        "siglip_shift": (OCSig(cache_labels=True, rank=rank, world_size=world, dist_impl="shift"),
+                         L.SigLipLoss(cache_labels=True, rank=rank, world_size=world, dist_impl="shift")),
     }
     for key, (theirs, ours) in mods.items():
         for who, mod in (("theirs", theirs), ("ours", ours)):
@@ -201,6 +207,11 @@ def _openclip_worker(rank: int, world: int, port: int, out_dir: str) -> None:
             loss.backward()
             res[(key, who)] = {"loss": loss.detach(), "a": a.grad, "b": b.grad, "ls": ls.grad,
                                "lb": lb.grad}  # fmt: skip
+    try:  # a rank that is not this process's is refused, not silently ignored
+        L.ClipLoss(rank=1 - rank, world_size=world)(a_all[:6], b_all[:6], 10.0)
+        res["wrong_rank"] = "accepted"
+    except ValueError as e:
+        res["wrong_rank"] = str(e)
     torch.save(res, os.path.join(out_dir, f"openclip_rank{rank}.pt"))
     _bad_inputs(rank, out_dir)
     dist.destroy_process_group()
@@ -216,15 +227,16 @@ def two_rank_results(tmp_path_factory):
 
 def test_agrees_with_open_clip_two_ranks(two_rank_results):
     res = [torch.load(two_rank_results / f"openclip_rank{r}.pt") for r in range(2)]
-    for key in ("clip", "clip_ring", "siglip", "siglip_ring"):
+    for key in ("clip", "clip_ring", "siglip", "siglip_ring", "clip_local", "siglip_shift"):
         theirs = [r[(key, "theirs")] for r in res]
         ours = [r[(key, "ours")] for r in res]
-        if key.startswith("clip"):
+        if key in ("clip", "clip_ring"):
             # gather_with_grad=True, local_loss=False: every rank computes the global loss.
             for t, o in zip(theirs, ours, strict=True):
                 torch.testing.assert_close(o["loss"], t["loss"], rtol=1e-10, atol=1e-12)
         else:
-            # open_clip's SigLIP returns each rank's part; the global loss is their mean.
+            # open_clip's SigLIP (and CLIP with local_loss=True) returns each rank's part; the
+            # global loss is their mean.
             mean = (theirs[0]["loss"] + theirs[1]["loss"]) / 2
             for o in ours:
                 torch.testing.assert_close(o["loss"], mean, rtol=1e-10, atol=1e-12)
@@ -236,6 +248,8 @@ def test_agrees_with_open_clip_two_ranks(two_rank_results):
             mean_t = (theirs[0][p] + theirs[1][p]) / 2
             mean_o = (ours[0][p] + ours[1][p]) / 2
             torch.testing.assert_close(mean_o, mean_t, rtol=1e-9, atol=1e-12, msg=key)
+    for rank, r in enumerate(res):
+        assert f"rank={1 - rank} was given" in r["wrong_rank"], r["wrong_rank"]
 
 
 def _bad_inputs(rank: int, out_dir: str) -> None:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mlvec.losses._common import check_features, run
+from mlvec.losses._openclip import open_clip_arguments, warn_if_log_scale
 from mlvec.losses._scorers import DenseScorer
 
 
@@ -80,6 +81,7 @@ def clip_loss(
         >>> txt = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
         >>> loss = L.clip_loss(img, txt, torch.tensor(10.0))
     """
+    warn_if_log_scale(logit_scale, features_a, "clip_loss")
     a, b, errs = _dense_inputs(features_a, features_b)
     return run(
         scorer_factory=lambda dtype, device: DenseScorer(dtype),
@@ -105,25 +107,40 @@ class ClipLoss(nn.Module):
 
     ``forward(image_features, text_features, logit_scale, logit_bias=None, output_dict=False)``
     takes the same arguments as open_clip's (``logit_scale`` exponentiated) and returns the
-    loss, or ``{"contrastive_loss": loss}`` with ``output_dict=True``. Ranks come from ``group``
-    (no ``rank`` / ``world_size`` arguments needed); the value equals open_clip's with
-    ``gather_with_grad=True, local_loss=False``, and so do the gradients.
+    loss, or ``{"contrastive_loss": loss}`` with ``output_dict=True``. Ranks come from ``group``;
+    the value equals open_clip's with ``gather_with_grad=True, local_loss=False``, and so do the
+    gradients.
+
+    open_clip's constructor arguments (``local_loss``, ``gather_with_grad``, ``cache_labels``,
+    ``rank``, ``world_size``, ``use_horovod``) are accepted with the meaning described in
+    ``mlvec.losses._openclip``: ``rank`` / ``world_size`` are checked against the process group,
+    ``use_horovod=True`` is an error, the others change nothing about training.
 
     Example:
-        >>> loss_fn = ClipLoss()
+        >>> loss_fn = ClipLoss()              # or ClipLoss(local_loss=True, gather_with_grad=True, rank=r, world_size=w)
         >>> loss = loss_fn(torch.randn(4, 8), torch.randn(4, 8), torch.tensor(10.0))
     """
 
     def __init__(
         self,
+        local_loss: bool = False,
+        gather_with_grad: bool = False,
+        cache_labels: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        use_horovod: bool = False,
         *,
         symmetric: bool = True,
         label_smoothing: float = 0.0,
         group: Any = None,
-        strategy: str = "all_gather",
+        strategy: str | None = None,
         tile_size: int | None = None,
     ):
         super().__init__()
+        self._ranks, strategy = open_clip_arguments(
+            local_loss=local_loss, gather_with_grad=gather_with_grad, cache_labels=cache_labels, rank=rank,
+            world_size=world_size, use_horovod=use_horovod, strategy=strategy,
+        )  # fmt: skip
         self.symmetric = symmetric
         self.label_smoothing = label_smoothing
         self.group = group
@@ -141,6 +158,7 @@ class ClipLoss(nn.Module):
         labels: torch.Tensor | None = None,
         positives: torch.Tensor | list | None = None,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
+        self._ranks.check(self.group)
         loss = clip_loss(
             image_features,
             text_features,

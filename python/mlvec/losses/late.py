@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mlvec.losses._common import check_features, run
+from mlvec.losses._openclip import warn_if_log_scale
 from mlvec.losses._scorers import LateInteractionScorer
 
 
@@ -99,6 +100,7 @@ def filip_loss(
         >>> img, txt = torch.randn(4, 6, 8), torch.randn(4, 5, 8)
         >>> loss = L.filip_loss(img, None, txt, None, torch.tensor(10.0))
     """
+    warn_if_log_scale(logit_scale, tokens_a, "filip_loss")
     return _late("filip", tokens_a, mask_a, tokens_b, mask_b, ("tokens_a", "tokens_b"), logit_scale,
                  logit_bias, labels, positives, symmetric, label_smoothing, group, strategy, tile_size)  # fmt: skip
 

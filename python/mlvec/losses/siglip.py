@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mlvec.losses._common import run
+from mlvec.losses._openclip import open_clip_arguments, warn_if_log_scale
 from mlvec.losses._scorers import DenseScorer
 from mlvec.losses.clip import _dense_inputs
 
@@ -48,6 +49,7 @@ def siglip_loss(
         >>> import torch, mlvec.losses as L
         >>> loss = L.siglip_loss(torch.randn(8, 16), torch.randn(8, 16), torch.tensor(10.0), torch.tensor(-10.0))
     """
+    warn_if_log_scale(logit_scale, features_a, "siglip_loss")
     a, b, errs = _dense_inputs(features_a, features_b)
     return run(
         scorer_factory=lambda dtype, device: DenseScorer(dtype),
@@ -75,12 +77,33 @@ class SigLipLoss(nn.Module):
     open_clip. With several ranks the value returned is the global loss (open_clip returns each
     rank's local part); gradients after DDP averaging are the same as open_clip's.
 
+    open_clip's constructor arguments (``cache_labels``, ``rank``, ``world_size``, ``dist_impl``,
+    ``bidir``, ``use_horovod``) are accepted as described in ``mlvec.losses._openclip``:
+    ``dist_impl`` picks the strategy, ``rank`` / ``world_size`` are checked against the group.
+
     Example:
         >>> loss = SigLipLoss()(torch.randn(4, 8), torch.randn(4, 8), torch.tensor(10.0), torch.tensor(-10.0))
     """
 
-    def __init__(self, *, group: Any = None, strategy: str = "all_gather", tile_size: int | None = None):
+    def __init__(
+        self,
+        cache_labels: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        dist_impl: str | None = None,
+        bidir: bool = True,
+        use_horovod: bool = False,
+        *,
+        group: Any = None,
+        strategy: str | None = None,
+        tile_size: int | None = None,
+    ):
         super().__init__()
+        del bidir  # open_clip's two-way neighbour exchange; every strategy here gives the exact loss
+        self._ranks, strategy = open_clip_arguments(
+            local_loss=False, gather_with_grad=True, cache_labels=cache_labels, rank=rank, world_size=world_size,
+            use_horovod=use_horovod, strategy=strategy, dist_impl=dist_impl,
+        )  # fmt: skip
         self.group = group
         self.strategy = strategy
         self.tile_size = tile_size
@@ -96,6 +119,7 @@ class SigLipLoss(nn.Module):
         labels: torch.Tensor | None = None,
         positives: torch.Tensor | list | None = None,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
+        self._ranks.check(self.group)
         loss = siglip_loss(
             image_features,
             text_features,
