@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -256,7 +257,7 @@ class Encoder(nn.Module):
             self.token_proj = nn.Linear(hidden, token_dim, bias=False) if token_dim else None
         limit = getattr(getattr(model, "config", None), "max_position_embeddings", 512) or 512
         self._position_limit = int(limit)
-        self.max_length = int(min(max_length or 512, limit))
+        self.max_length = int(min(512 if max_length is None else max_length, limit))
         # A marker takes one position, and [CLS] + [SEP] two more: fewer leaves no room for text.
         least = 3 if (query_marker or document_marker) else 2
         if self.max_length < least:
@@ -438,8 +439,8 @@ class Encoder(nn.Module):
     ) -> np.ndarray | torch.Tensor:
         """Pooled embeddings of ``texts``: ``float32 [n, dim]`` (numpy, or torch with ``convert_to="torch"``).
 
-        Texts are batched by length (order is preserved); a progress bar shows for long runs
-        (``show_progress=None``: more than 8 batches).
+        Texts are batched by length (order is preserved); a progress bar shows for long runs on a
+        terminal (``show_progress=None``: more than 8 batches and stderr is a terminal).
         """
         texts = _check_texts(texts)
         if convert_to not in ("numpy", "torch"):
@@ -528,7 +529,8 @@ class Encoder(nn.Module):
         order = np.argsort([-len(t) for t in texts], kind="stable")
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if show_progress is None:
-            show_progress = len(chunks) > 8
+            # Long runs on a terminal only: a log file gets no progress-bar lines.
+            show_progress = len(chunks) > 8 and sys.stderr.isatty()
         if show_progress:
             from tqdm.auto import tqdm
 

@@ -61,6 +61,7 @@ search scans the allowed vectors exhaustively instead, so recall does not collap
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,6 +69,7 @@ import numpy as np
 
 from mlvec import _native
 from mlvec.index._convert import as_ids, as_matrix, bf16_bits_to_float32, float32_to_bf16_bits
+from mlvec.index._training import training_warning
 
 __all__ = [
     "Index",
@@ -213,10 +215,15 @@ class Index:
     def train(self, x: Any, *, bf16: bool = False) -> None:
         """Train the coarse quantizer and codec on ``x`` ``[n, dim]`` (only while empty).
 
-        IVF needs ``n >= nlist``; 8-bit PQ needs ``n >= 256``. The GIL is released.
+        IVF needs ``n >= nlist``; 8-bit PQ needs ``n >= 256``. Fewer than 39 vectors per centroid
+        (of the coarse quantizer or a PQ sub-quantizer) trains but warns (``UserWarning``): the
+        centroids would fit noise. The GIL is released.
         """
         a, b = as_matrix(x, "x", bf16=bf16)
         self._native.train(a, bf16=b)
+        message = training_warning(self.kind, self.nlist, a.shape[0])
+        if message:
+            warnings.warn(message, UserWarning, stacklevel=2)
 
     def add(self, x: Any, ids: Any = None, *, bf16: bool = False) -> None:
         """Add vectors ``x`` ``[n, dim]`` with optional unique non-negative int64 ``ids`` ``[n]``.
