@@ -89,23 +89,30 @@ def check(name: str, got: np.ndarray, want: np.ndarray, rtol: float) -> None:
         raise SystemExit(f"{name}: scores disagree (max abs diff {np.abs(got - want).max():.3g})")
 
 
+def time_one_query(case, q, flat, do, padded, mask, peer, repeats, evict):
+    """One query ``q`` ``[lq, dim]`` against documents given packed (``flat`` rows, offsets ``do``)
+    for mlvec and padded (``padded`` ``[n, L, dim]``, ``mask`` ``[n, L]`` or None) for the
+    einsum; ``peer`` is maxsim-cpu's call. Checked against the einsum, then timed:
+    ``(median seconds per method, documents, document bytes)``."""
+    qo = np.array([0, len(q)], np.int64)
+    qt, pt = torch.from_numpy(q)[None], torch.from_numpy(padded)
+    mt = None if mask is None else torch.from_numpy(mask)
+    methods = {
+        "mlvec": lambda: _native.maxsim_forward(q, qo, None, flat, do, None)[0],
+        "torch einsum": lambda: einsum_scores(qt, pt, mt),
+    }
+    if maxsim_cpu is not None:
+        methods["maxsim-cpu"] = peer
+    ref = einsum_scores(qt, pt, mt).numpy()
+    return check_then_time(case, methods, ref, ["mlvec", "maxsim-cpu"], repeats, evict), len(padded), flat.nbytes
+
+
 def case_fixed(rng, n_docs, ld, lq, dim, repeats, evict=None):
     q = rng.standard_normal((lq, dim), dtype=np.float32)
     docs = rng.standard_normal((n_docs, ld, dim), dtype=np.float32)
-    flat = docs.reshape(-1, dim)
-    qo = np.array([0, lq], np.int64)
     do = offsets_of(np.full(n_docs, ld))
-    qt, dt = torch.from_numpy(q)[None], torch.from_numpy(docs)
-
-    def mlvec():
-        return _native.maxsim_forward(q, qo, None, flat, do, None)[0]
-
-    methods = {"mlvec": mlvec, "torch einsum": lambda: einsum_scores(qt, dt, None)}
-    if maxsim_cpu is not None:
-        methods["maxsim-cpu"] = lambda: maxsim_cpu.maxsim_scores(q, docs)
-    ref = einsum_scores(qt, dt, None).numpy()
-    t = check_then_time("fixed", methods, ref, ["mlvec", "maxsim-cpu"], repeats, evict)
-    return t, n_docs, flat.nbytes
+    peer = lambda: maxsim_cpu.maxsim_scores(q, docs)  # noqa: E731
+    return time_one_query("fixed", q, docs.reshape(-1, dim), do, docs, None, peer, repeats, evict)
 
 
 def case_variable(rng, n_docs, lo, hi, lq, dim, repeats, evict=None):
@@ -113,24 +120,14 @@ def case_variable(rng, n_docs, lo, hi, lq, dim, repeats, evict=None):
     lens = rng.integers(lo, hi + 1, size=n_docs)
     flat = rng.standard_normal((int(lens.sum()), dim), dtype=np.float32)
     do = offsets_of(lens)
-    qo = np.array([0, lq], np.int64)
     padded = np.zeros((n_docs, hi, dim), np.float32)
     mask = np.zeros((n_docs, hi), bool)
     for i, n in enumerate(lens):
         padded[i, :n] = flat[do[i] : do[i + 1]]
         mask[i, :n] = True
     doc_list = [flat[do[i] : do[i + 1]] for i in range(n_docs)]
-    qt, pt, mt = torch.from_numpy(q)[None], torch.from_numpy(padded), torch.from_numpy(mask)
-
-    def mlvec():
-        return _native.maxsim_forward(q, qo, None, flat, do, None)[0]
-
-    methods = {"mlvec": mlvec, "torch einsum": lambda: einsum_scores(qt, pt, mt)}
-    if maxsim_cpu is not None:
-        methods["maxsim-cpu"] = lambda: maxsim_cpu.maxsim_scores_variable(q, doc_list)
-    ref = einsum_scores(qt, pt, mt).numpy()
-    t = check_then_time("variable", methods, ref, ["mlvec", "maxsim-cpu"], repeats, evict)
-    return t, n_docs, flat.nbytes
+    peer = lambda: maxsim_cpu.maxsim_scores_variable(q, doc_list)  # noqa: E731
+    return time_one_query("variable", q, flat, do, padded, mask, peer, repeats, evict)
 
 
 def case_all_pairs(rng, nq, nd, lq, ld, dim, repeats, evict=None):

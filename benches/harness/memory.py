@@ -1,5 +1,6 @@
 """Memory: resident and peak RSS of this process, free memory, the CPU's last-level cache (and a
-reader that evicts it), numpy's read bandwidth (what a memory-bound kernel is compared with), and CUDA peak allocation.
+reader that evicts it), numpy's read bandwidth (what a memory-bound kernel is compared with), and
+CUDA peak allocation.
 
 RSS figures come from Linux's ``/proc/self``: ``VmRSS`` now, ``VmHWM`` the peak, which writing
 ``5`` to ``/proc/self/clear_refs`` resets to the current RSS (so a peak can be taken over one
@@ -96,8 +97,8 @@ class EvictCache:
 
     Some machines' last-level cache (260 MiB on one seen here) holds most of a benchmark's
     working set, so without this each method would read part of its input from the cache, more
-    or less depending on what the method before it read. Pass it as :func:`harness.timing.round_robin`'s
-    ``before``.
+    or less depending on what the method before it read. Pass it as
+    :func:`harness.timing.round_robin`'s ``before``.
     """
 
     def __init__(self) -> None:

@@ -45,9 +45,9 @@ def round_robin(
     """Seconds of every call of each method, the methods timed in turn ``repeat`` times.
 
     Each method is called once untimed first. The order reverses every other round (A B C, C B A,
-    ...) so no method always follows the same one. Before each timed call ``before`` runs (untimed,
-    e.g. a :class:`harness.memory.EvictCache`), then a ``pause`` lets the previous method's worker threads
-    (OpenMP, rayon) stop spinning, so no method pays for the one before it.
+    ...) so no method always follows the same one. Before each timed call ``before`` runs
+    (untimed, e.g. a :class:`harness.memory.EvictCache`), then a ``pause`` lets the previous
+    method's worker threads (OpenMP, rayon) stop spinning, so no method pays for the one before it.
     """
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
