@@ -1,9 +1,11 @@
 """HNSW side by side: mlvec (f32, SQ8) vs faiss IndexHNSWFlat / IndexHNSWSQ, hnswlib, usearch.
 
-Same M / ef_construction for all. Prints, per data set and library: build time (per thread
-count), peak build memory (RSS growth while building), bytes per vector (RSS kept after the build),
-and recall@10 / queries per second over a sweep of ef_search, both batched (all queries in one
-call) and one query per call. Ratios are to the best peer measured in the same run.
+Same M / ef_construction for all, every library through ``harness.peers``. Prints, per data set
+and library: build time (per thread count), peak build memory (RSS growth while building) and the
+RSS kept after it, bytes per vector of the index (``memory_usage`` for mlvec and usearch, the
+serialized size for faiss and hnswlib), and recall@10 / queries per second over a sweep of
+ef_search, both batched (all queries in one call) and one query per call. Ratios are to the best
+peer measured in the same run.
 
     python benches/bench_hnsw.py                       # bible (if present) + 200k x 128 mixture
     python benches/bench_hnsw.py --quick               # seconds: small synthetic set only
@@ -28,6 +30,7 @@ K = 10
 
 
 def mixture(n: int, d: int = 128, clusters: int = 2000, queries: int = 1000) -> Dataset:
+    """The benchmarks' clustered mixture, l2, under this script's label."""
     return synthetic(n, d, clusters, queries=queries, seed=0, name=f"mixture {n // 1000}k x {d} (l2)")
 
 
