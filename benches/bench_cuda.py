@@ -12,39 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
-
-def cuda_time(fn, reps: int, warmup: int = 3) -> float:
-    """Median milliseconds of fn() by CUDA events."""
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
-
-
-def peak_memory(fn) -> int:
-    """Bytes allocated by torch at peak during fn(), above what was allocated before."""
-    import torch
-
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - base
+from harness.memory import cuda_peak_bytes
+from harness.timing import cuda_median_ms
 
 
 def machine_rates(quick: bool) -> dict:
@@ -53,11 +25,11 @@ def machine_rates(quick: bool) -> dict:
     n = 2048 if quick else 8192
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    ms = cuda_time(lambda: a @ b, reps=5 if quick else 20)
+    ms = cuda_median_ms(lambda: a @ b, repeat=5 if quick else 20)
     flops = 2 * n**3 / (ms * 1e-3)
     x = torch.empty(int((64 if quick else 1024) * 2**20) // 4, device="cuda", dtype=torch.float32)
     y = torch.empty_like(x)
-    ms_copy = cuda_time(lambda: y.copy_(x), reps=5 if quick else 20)
+    ms_copy = cuda_median_ms(lambda: y.copy_(x), repeat=5 if quick else 20)
     bw = 2 * x.numel() * 4 / (ms_copy * 1e-3)
     return {"bf16_matmul_tflops": flops / 1e12, "copy_bandwidth_gbs": bw / 1e9}
 
@@ -81,8 +53,8 @@ def bench_rerank(n_docs: int, rates: dict, reps: int) -> dict:
     qo = torch.tensor([0, lq], device="cuda")
     d, do = packed_docs(n_docs, ld, dim, torch.bfloat16)
     dpad = d.view(n_docs, ld, dim)
-    ours = cuda_time(lambda: mc.maxsim_forward(q, qo, None, d, do, None, max_lens=(lq, ld)), reps)
-    ref = cuda_time(lambda: torch.einsum("ih,njh->nij", q, dpad).amax(-1).sum(-1), reps)
+    ours = cuda_median_ms(lambda: mc.maxsim_forward(q, qo, None, d, do, None, max_lens=(lq, ld)), reps)
+    ref = cuda_median_ms(lambda: torch.einsum("ih,njh->nij", q, dpad).amax(-1).sum(-1), reps)
     got = mc.maxsim_forward(q, qo, None, d, do, None)[0]
     exp = torch.einsum("ih,njh->nij", q.float(), dpad.float()).amax(-1).sum(-1)
     err = float((got - exp).abs().max() / exp.abs().max())
@@ -123,11 +95,11 @@ def bench_training(nq: int, nd: int, rates: dict, reps: int) -> dict:
         qp.grad = None
         dp.grad = None
 
-    t_ours = cuda_time(ours, reps)
-    m_ours = peak_memory(ours)
+    t_ours = cuda_median_ms(ours, reps)
+    m_ours = cuda_peak_bytes(ours)
     try:
-        t_ref = cuda_time(reference, max(1, reps // 2))
-        m_ref = peak_memory(reference)
+        t_ref = cuda_median_ms(reference, max(1, reps // 2))
+        m_ref = cuda_peak_bytes(reference)
     except torch.OutOfMemoryError:
         t_ref, m_ref = float("nan"), float("nan")
     flops = 2 * lq * ld * dim * nq * nd
@@ -159,8 +131,8 @@ def bench_clip(batch: int, dim: int, reps: int) -> dict:
         g = torch.full((batch,), 0.5 / batch, device="cuda")
         return mc.clip_lse_backward(x, y, scale, row, col, g, g)
 
-    t_ours = cuda_time(ours, reps, warmup=1)
-    m_ours = peak_memory(ours)
+    t_ours = cuda_median_ms(ours, reps, warmup=1)
+    m_ours = cuda_peak_bytes(ours)
     out = {"batch": batch, "dim": dim, "ours_ms": t_ours, "ours_peak_bytes": m_ours}
     try:
         from open_clip.loss import ClipLoss
@@ -175,8 +147,8 @@ def bench_clip(batch: int, dim: int, reps: int) -> dict:
             xr.grad = None
             yr.grad = None
 
-        out["open_clip_ms"] = cuda_time(ref, reps, warmup=1)
-        out["open_clip_peak_bytes"] = peak_memory(ref)
+        out["open_clip_ms"] = cuda_median_ms(ref, reps, warmup=1)
+        out["open_clip_peak_bytes"] = cuda_peak_bytes(ref)
     except ImportError:
         out["open_clip_ms"] = "open_clip not installed"
     except torch.OutOfMemoryError:

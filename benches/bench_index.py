@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from harness.data import BIBLE_E5, bible_e5, synthetic
+from harness.memory import PeakRss, read_bandwidth
+from harness.peers import FaissPeer, HnswlibPeer, MlvecPeer, Peer, UsearchPeer, measure
+from harness.timing import median_seconds
+from harness.truth import exact_knn, recall
 
 import mlvec
 import mlvec.index as mi
 
-ROOT = Path(__file__).resolve().parents[1]
 K = 10
 # M=32 with SQ8 codes reaches recall@10 0.95 on the e5 set at a lower ef than M=16, and
 # ef_construction=128 builds it in about half the time of 200 for nearly the same search curve.
@@ -47,249 +49,63 @@ DEFAULT_HNSW_KINDS = [
 REPEAT = 3  # timing repeats (median); 1 in --quick mode
 
 
-def timed(fn, repeat: int | None = None) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` runs (default ``REPEAT``)."""
-    repeat = repeat or REPEAT
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = sum(len(set(f[:K].tolist()) & set(t[:K].tolist())) for f, t in zip(found, truth, strict=True))
-    return hits / truth[:, :K].size
-
-
-def exact_truth(db: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
-    out = []
-    for s in range(0, len(q), 256):
-        sc = q[s : s + 256] @ db.T
-        if metric == "l2":
-            sc = 2 * sc - (db**2).sum(1)[None, :]
-        part = np.argpartition(-sc, K, axis=1)[:, :K]
-        order = np.argsort(-np.take_along_axis(sc, part, 1), axis=1)
-        out.append(np.take_along_axis(part, order, 1))
-    return np.concatenate(out)
-
-
-# --- data ----------------------------------------------------------------------------------------
-def bible(path: Path, quick: bool):
-    z = np.load(path)
-    en, es = z["en_web"].astype(np.float32), z["es_rv1909"].astype(np.float32)
-    rng = np.random.default_rng(0)
-    held = rng.choice(len(en), 1000, replace=False)
-    keep = np.setdiff1d(np.arange(len(en)), held)
-    db = np.concatenate([es, en[keep]])
-    q = en[held]
-    if quick:
-        db, q = db[rng.choice(len(db), 5000, replace=False)], q[:100]
-    return "bible-e5 (384-d)", db, q, "ip"
-
-
-def synthetic(n: int, d: int, clusters: int, seed: int = 1):
-    rng = np.random.default_rng(seed)
-    intrinsic = 16
-    basis = rng.standard_normal((intrinsic, d)).astype(np.float32) / np.sqrt(intrinsic)
-    centers = rng.standard_normal((clusters, intrinsic)).astype(np.float32) * 2.0
-
-    def draw(m):
-        z = (
-            centers[rng.integers(0, clusters, m)]
-            + rng.standard_normal((m, intrinsic)).astype(np.float32) * 0.6
-        )
-        return (z @ basis + 0.05 * rng.standard_normal((m, d)).astype(np.float32)).astype(np.float32)
-
-    return f"synthetic GMM ({n // 1000}k x {d})", draw(n), draw(1000), "l2"
-
-
-# --- one measured search setting ----------------------------------------------------------------
-def one_query_per_call(search, qs: np.ndarray, threads: int) -> None:
-    """Search every row of ``qs`` with its own call, the rows split over ``threads`` Python
-    threads calling concurrently (the serving pattern of a request handler)."""
-
-    def run(part):
-        for i in range(len(part)):
-            search(part[i : i + 1])
-
-    ths = [threading.Thread(target=run, args=(p,)) for p in np.array_split(qs, threads)]
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
-
-
-class Runner:
-    """Measures one library+setting: batch and one-query-per-call, 1 and 2 threads."""
-
-    def __init__(self, set_threads, search, nq_single: int):
-        self.set_threads, self.search, self.nq_single = set_threads, search, nq_single
-
-    def measure(self, q: np.ndarray, truth: np.ndarray, threads: list[int]) -> dict:
-        out = {}
-        self.set_threads(max(threads))
-        ids = self.search(q)
-        out["recall"] = recall(ids, truth)
-        for t in threads:
-            self.set_threads(t)
-            out[f"batch{t}"] = len(q) / timed(lambda: self.search(q))
-            self.set_threads(1)
-            qs = q[: self.nq_single]
-            out[f"single{t}"] = len(qs) / timed(lambda qs=qs, t=t: one_query_per_call(self.search, qs, t))
-        return out
-
-
-def file_bytes(save) -> int:
-    with tempfile.TemporaryDirectory() as d:
-        p = os.path.join(d, "x")
-        save(p)
-        return os.path.getsize(p)
+def exact_ids(db: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
+    """The exact top-K row indices of ``db`` for each query."""
+    return exact_knn(db, q, K, metric)[1]
 
 
 # --- the libraries --------------------------------------------------------------------------------
-def mlvec_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, sweep, hnsw_ef, hnsw_kinds, ivf, codecs):
-    rows = []
-
-    def st(t):
-        mlvec.set_num_threads(t)
-
-    for kind in hnsw_kinds:
-        index = mi.index_factory(db.shape[1], kind, metric=metric)
-        mlvec.set_num_threads(max(threads))
-        t0 = time.perf_counter()
-        index.train(train)
-        index.add(db)
-        build = time.perf_counter() - t0
-        bpv = index.memory_usage() / len(index)
-        for ef in hnsw_ef:
-            r = Runner(st, lambda x, ef=ef, index=index: index.search(x, K, ef_search=max(ef, K))[1], nq_single)
-            m = r.measure(q, truth, threads)
-            rows.append(dict(lib="mlvec", index=kind, param=f"ef={ef}", build=build, bpv=bpv, **m))
+def index_peers(metric, nlist, pq_m, peers, hnsw_kinds, ivf, codecs) -> list[Peer]:
+    """mlvec's graphs and IVF codecs, then each peer's counterparts, in the order of the table."""
     codecs = codecs or [f"PQ{pq_m}x4,rescore", "SQ8", "BIN,rescore"]
-    ivf_kinds = [f"IVF{nlist},{c}" for c in codecs]
-    for kind in ivf_kinds if ivf else []:
-        index = mi.index_factory(db.shape[1], kind, metric=metric)
-        mlvec.set_num_threads(max(threads))
-        t0 = time.perf_counter()
-        index.train(train)
-        index.add(db)
-        build = time.perf_counter() - t0
-        bpv = index.memory_usage() / len(index)
-        for nprobe in sweep:
-            r = Runner(
-                st, lambda x, nprobe=nprobe, index=index: index.search(x, K, nprobe=nprobe)[1], nq_single
-            )
-            m = r.measure(q, truth, threads)
-            rows.append(dict(lib="mlvec", index=kind, param=f"nprobe={nprobe}", build=build, bpv=bpv, **m))
-    return rows
+    out: list[Peer] = [MlvecPeer(kind, metric) for kind in hnsw_kinds]
+    out += [MlvecPeer(f"IVF{nlist},{c}", metric) for c in codecs] if ivf else []
+    if "faiss" in peers:
+        specs = [f"IVF{nlist},PQ{pq_m}x4fs,RFlat", f"IVF{nlist},SQ8"] if ivf else []
+        out += [FaissPeer(spec, metric) for spec in [*specs, "HNSW32"]]
+    if "hnswlib" in peers:
+        # Its usual configuration, and a denser graph like mlvec's HNSW32_400,SQ8 (so neither side
+        # wins by graph parameters alone).
+        out += [HnswlibPeer(metric, 16, 200), HnswlibPeer(metric, 32, 400)]
+    if "usearch" in peers:
+        out.append(UsearchPeer(metric, 16))
+    return out
 
 
-def faiss_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq_single, sweep, hnsw_ef, ivf):
-    import faiss
-
+def index_runs(peers, db, q, truth, train, threads, nq_single, sweep, hnsw_ef) -> list[dict]:
+    """Build each index (its build time and bytes per vector), then measure every search setting
+    of its sweep (nprobe for IVF, ef for graphs): recall and queries/s, batch and one per call."""
     rows = []
-    fm = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
-
-    def st(t):
-        faiss.omp_set_num_threads(t)
-
-    specs = [(f"IVF{nlist},PQ{pq_m}x4fs,RFlat", "nprobe"), (f"IVF{nlist},SQ8", "nprobe")] if ivf else []
-    specs.append(("HNSW32", "efSearch"))
-    for spec, knob in specs:
-        index = faiss.index_factory(db.shape[1], spec, fm)
-        faiss.omp_set_num_threads(max(threads))
+    for peer in peers:
         t0 = time.perf_counter()
-        index.train(train)
-        index.add(db)
+        peer.build(db, threads=max(threads), train=train)
         build = time.perf_counter() - t0
-        bpv = file_bytes(lambda p, index=index: faiss.write_index(index, p)) / index.ntotal
-        values = sweep if knob == "nprobe" else hnsw_ef
-        for v in values:
-            if knob == "nprobe":
-                ivf = faiss.extract_index_ivf(index)
-                ivf.nprobe = v
-                params = None
-                if "RFlat" in spec:
-                    params = faiss.IndexRefineSearchParameters(k_factor=4)
-            else:
-                index.hnsw.efSearch = v
-                params = None
-
-            def search(x, index=index, params=params):
-                return index.search(x, K, params=params)[1] if params is not None else index.search(x, K)[1]
-
-            m = Runner(st, search, nq_single).measure(q, truth, threads)
-            rows.append(dict(lib="faiss", index=spec, param=f"{knob}={v}", build=build, bpv=bpv, **m))
-    return rows
-
-
-def hnswlib_runs(db, q, truth, metric, threads, nq_single, efs):
-    import hnswlib
-
-    rows = []
-    # Its usual configuration, and a denser graph like mlvec's HNSW32_400,SQ8 (so neither side
-    # wins by graph parameters alone).
-    for m_links, efc, label in ((16, 200, "HNSW M=16"), (32, 400, "HNSW M=32 efc=400")):
-        index = hnswlib.Index(space="ip" if metric == "ip" else "l2", dim=db.shape[1])
-        t0 = time.perf_counter()
-        index.init_index(max_elements=len(db), M=m_links, ef_construction=efc)
-        index.set_num_threads(max(threads))
-        index.add_items(db)
-        build = time.perf_counter() - t0
-        bpv = file_bytes(index.save_index) / len(db)
-        for ef in efs:
-            index.set_ef(ef)
-            m = Runner(index.set_num_threads, lambda x, index=index: index.knn_query(x, K)[0], nq_single).measure(
-                q, truth, threads
-            )
-            rows.append(dict(lib="hnswlib", index=label, param=f"ef={ef}", build=build, bpv=bpv, **m))
-    return rows
-
-
-def usearch_runs(db, q, truth, metric, threads, nq_single, efs):
-    from usearch.index import Index
-
-    index = Index(ndim=db.shape[1], metric="ip" if metric == "ip" else "l2sq", dtype="f32", connectivity=16)
-    t0 = time.perf_counter()
-    index.add(np.arange(len(db)), db, threads=max(threads))
-    build = time.perf_counter() - t0
-    bpv = index.memory_usage / len(db)
-    rows = []
-    nt = {"t": 1}
-
-    def st(t):
-        nt["t"] = t
-
-    for ef in efs:
-        index.expansion_search = ef
-
-        def search(x):
-            return np.asarray(index.search(x, K, threads=nt["t"]).keys).reshape(len(x), -1)
-
-        m = Runner(st, search, nq_single).measure(q, truth, threads)
-        rows.append(dict(lib="usearch", index="HNSW M=16 (f32)", param=f"ef={ef}", build=build, bpv=bpv, **m))
+        bpv = peer.bytes() / len(db)
+        for value in sweep if peer.knob == "nprobe" else hnsw_ef:
+            peer.tune(value)
+            m = measure(
+                peer, q, truth, K, batch_threads=threads, single_threads=threads, single_queries=nq_single,
+                repeat=REPEAT,
+            )  # fmt: skip
+            param = f"{peer.knob}={value}"
+            rows.append(dict(lib=peer.lib, index=peer.label, param=param, build=build, bpv=bpv, **m))
+        peer.release()
     return rows
 
 
 # --- flat and scan bandwidth ---------------------------------------------------------------------
 def flat_vs_faiss(db, q, metric, threads):
-    import faiss
-
+    ours, ref = MlvecPeer("Flat", metric), FaissPeer("Flat", metric)
     lines = []
-    ours = mi.index_factory(db.shape[1], "Flat", metric=metric)
-    ours.add(db)
-    ref = faiss.IndexFlatIP(db.shape[1]) if metric == "ip" else faiss.IndexFlatL2(db.shape[1])
-    ref.add(db)
+    for peer in (ours, ref):
+        peer.build(db, threads=max(threads))
     for t in threads:
-        mlvec.set_num_threads(t)
-        faiss.omp_set_num_threads(t)
-        a = len(q) / timed(lambda: ours.search(q, K))
-        b = len(q) / timed(lambda: ref.search(q, K))
-        _, i1 = ours.search(q, K)
-        _, i2 = ref.search(q, K)
-        same = float((i1 == i2).mean())
+        rates = []
+        for peer in (ours, ref):
+            peer.set_threads(t)
+            rates.append(len(q) / median_seconds(lambda peer=peer: peer.search(q, K), REPEAT))
+        same = float((ours.search(q, K) == ref.search(q, K)).mean())
+        a, b = rates
         lines.append(f"| {t} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x | {same:.4f} |")
     return lines
 
@@ -297,28 +113,11 @@ def flat_vs_faiss(db, q, metric, threads):
 DRAM_BUFFER = 512 << 20  # beyond the 260 MiB L3 seen here: a main-memory read
 
 
-def read_bandwidth(nbytes: int = DRAM_BUFFER) -> float:
-    """Single-thread read GB/s of an ``nbytes`` buffer: the best of numpy's vectorized u8 max
-    and u64 sum, each pass repeated until about 256 MB are read (so small buffers are timed from
-    the cache level they fit in, as the code scans are)."""
-    a = np.ones(max(nbytes, 1 << 16), np.uint8)
-    passes = max(1, (256 << 20) // a.nbytes)
-    best = 0.0
-    for f in (lambda: a.max(), lambda: a.view(np.uint64).sum()):
-
-        def run(f=f):
-            for _ in range(passes):
-                f()
-
-        run()
-        best = max(best, passes * a.nbytes / timed(run, max(REPEAT, 3)) / 1e9)
-    return best
-
-
 def scan_bandwidth(db, q, metric, pq_m):
     """GB/s of codes read by a full scan (one list, 50 queries, 1 thread) next to numpy's read
     speed of main memory and of a buffer as large as the codes."""
-    dram = read_bandwidth()
+    repeat = max(REPEAT, 3)
+    dram = read_bandwidth(DRAM_BUFFER, repeat=repeat)
     lines = [
         f"Code scan speed, 1 thread, no IVF; 1-thread numpy read speed of main memory (512 MiB buffer): "
         f"{dram:.1f} GB/s, and of a buffer the size of the codes (same cache level as the scan):",
@@ -332,10 +131,9 @@ def scan_bandwidth(db, q, metric, pq_m):
         index.train(db[: min(len(db), 20000)])
         index.add(db)
         qs = q[:50]
-        index.search(qs, K)
-        t = timed(lambda index=index, qs=qs: index.search(qs, K), max(REPEAT, 5))
+        t = median_seconds(lambda index=index, qs=qs: index.search(qs, K), max(REPEAT, 5), warmup=1)
         gbs = len(qs) * len(db) * code / t / 1e9
-        same = read_bandwidth(int(len(db) * code))
+        same = read_bandwidth(int(len(db) * code), repeat=repeat)
         lines.append(
             f"| {kind} | {code:g} | {len(db) * code / 1e6:.1f} | {gbs:.2f} | {100 * gbs / dram:.0f} % "
             f"| {same:.1f} | {100 * gbs / same:.0f} % |"
@@ -360,7 +158,7 @@ def removal(db, q, metric, kinds, threads, fractions, ef=128):
         for frac in fractions:
             gone = rng.choice(len(db), int(frac * len(db)), replace=False)
             live = np.setdiff1d(np.arange(len(db)), gone)
-            truth = live[exact_truth(db[live], q, metric)]
+            truth = live[exact_ids(db[live], q, metric)]
             index = mi.index_factory(db.shape[1], kind, metric=metric)
             index.train(db)
             index.add(db)
@@ -379,40 +177,17 @@ def removal(db, q, metric, kinds, threads, fractions, ef=128):
 
 
 # --- peak build memory -------------------------------------------------------------------------
-_BUILD_CHILD = r'''
-import sys, numpy as np
-path, kind, metric, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-db = np.load(path)  # float32 as saved: no conversion copy
-if kind.startswith("faiss:"):
-    import faiss
-    faiss.omp_set_num_threads(threads)
-    fm = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
-    make = lambda: faiss.index_factory(db.shape[1], kind[6:], fm)
-else:
-    import mlvec, mlvec.index as mi
-    mlvec.set_num_threads(threads)
-    make = lambda: mi.index_factory(db.shape[1], kind, metric=metric)
-# A small warm-up build first, so lazy imports and thread pools are not counted.
-warm = make()
-warm.train(db[:200])
-warm.add(db[:200])
-del warm
-index = make()
-
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field + ":"))
-
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-before = status("VmRSS")
-index.train(db)
-index.add(db)
-peak = status("VmHWM")
-# faiss: the serialized size (vectors + links), as in the main table.
-size = faiss.serialize_index(index).size if kind.startswith("faiss:") else index.memory_usage()
-print(peak - before, size)
-'''
+def build_memory_child(path: str, spec: str, metric: str, threads: int) -> None:
+    """In a fresh process: print the peak RSS growth while building ``spec`` (an mlvec kind, or
+    ``faiss:<factory string>``) over the array saved at ``path``, and the built index's bytes."""
+    db = np.load(path)  # float32 as saved: no conversion copy
+    peer = FaissPeer(spec[6:], metric) if spec.startswith("faiss:") else MlvecPeer(spec, metric)
+    # A small warm-up build first, so lazy imports and thread pools are not counted.
+    peer.build(db[:200], threads=threads)
+    peer.release()
+    with PeakRss() as mem:
+        peer.build(db, threads=threads)
+    print(mem.grown, peer.bytes())
 
 
 def build_memory(db, metric, kinds, threads, peers):
@@ -435,7 +210,7 @@ def build_memory(db, metric, kinds, threads, peers):
         runs = list(kinds) + (["faiss:HNSW32"] if "faiss" in peers else [])
         for kind in runs:
             res = subprocess.run(
-                [sys.executable, "-c", _BUILD_CHILD, path, kind, metric, str(threads)],
+                [sys.executable, __file__, "--build-child", path, kind, metric, str(threads)],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -559,7 +334,7 @@ def run_dataset(name, db, q, metric, args, threads):
         out = [f"### {name}", "", f"{len(db):,} vectors", "", *scan_bandwidth(db, q, metric, pq_m)]
         print("\n".join(out), flush=True)
         return out, []
-    truth = exact_truth(db, q, metric)
+    truth = exact_ids(db, q, metric)
     nlist = args.nlist or int(2 ** round(np.log2(4 * np.sqrt(len(db)))))
     rng = np.random.default_rng(0)
     train = db[rng.choice(len(db), min(len(db), 64 * nlist), replace=False)]
@@ -573,15 +348,8 @@ def run_dataset(name, db, q, metric, args, threads):
         out += ["Flat (exact) against faiss IndexFlat, batch of all queries:", ""]
         out += ["| threads | mlvec q/s | faiss q/s | ratio | same ids |", "|---|---|---|---|---|"]
         out += flat_vs_faiss(db, q, metric, threads)
-    rows = mlvec_runs(
-        db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs, args.hnsw_kinds, ivf, args.ivf_codecs
-    )
-    if "faiss" in args.peers:
-        rows += faiss_runs(db, q, truth, metric, nlist, pq_m, train, threads, nq1, sweep, efs, ivf)
-    if "hnswlib" in args.peers:
-        rows += hnswlib_runs(db, q, truth, metric, threads, nq1, efs)
-    if "usearch" in args.peers:
-        rows += usearch_runs(db, q, truth, metric, threads, nq1, efs)
+    peers = index_peers(metric, nlist, pq_m, args.peers, args.hnsw_kinds, ivf, args.ivf_codecs)
+    rows = index_runs(peers, db, q, truth, train, threads, nq1, sweep, efs)
     out += ["", *table(rows, threads), "", *summary(rows, threads), "", *build_summary(rows)]
     if args.build_memory:
         out += ["", *build_memory(db, metric, args.hnsw_kinds, max(threads), args.peers)]
@@ -598,7 +366,7 @@ def run_dataset(name, db, q, metric, args, threads):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=ROOT / "../shared/data/bible_e5_passage.npz")
+    p.add_argument("--data", type=Path, default=BIBLE_E5)
     p.add_argument("--synthetic-n", type=int, default=1_000_000)
     p.add_argument("--synthetic-d", type=int, default=128)
     p.add_argument("--clusters", type=int, default=4000)
@@ -639,7 +407,11 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
     p.add_argument("--plot", type=Path, default=None, help="PNG path for the recall/QPS plot")
     p.add_argument("--table", type=Path, default=None, help="write the markdown report here")
+    p.add_argument("--build-child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.build_child:
+        path, spec, metric, threads = args.build_child
+        return build_memory_child(path, spec, metric, int(threads))
     if args.quick:
         global REPEAT
         REPEAT = 1
@@ -657,18 +429,18 @@ def main(argv=None):
 
     if not args.skip_real:
         if args.data.exists():
-            name, db, q, metric = bible(args.data, args.quick)
-            out, rows = run_dataset(name, db, q, metric, args, args.threads)
+            data = bible_e5(args.data, base_sample=5000 if args.quick else None)
+            q = data.queries[:100] if args.quick else data.queries
+            out, rows = run_dataset(data.name, data.base, q, data.metric, args, args.threads)
             report += out
-            all_rows.append((name, rows))
+            all_rows.append((data.name, rows))
             flush()
         else:
             print(f"\n(skipping the real-data benchmark: {args.data} not found)")
     if not args.skip_synthetic:
-        name, db, q, metric = synthetic(args.synthetic_n, args.synthetic_d, args.clusters)
-        if args.quick:
-            q = q[:100]
-        out, rows = run_dataset(name, db, q, metric, args, args.threads)
+        data = synthetic(args.synthetic_n, args.synthetic_d, args.clusters)
+        name, q = data.name, data.queries[:100] if args.quick else data.queries
+        out, rows = run_dataset(name, data.base, q, data.metric, args, args.threads)
         report += ["", *out]
         all_rows.append((name, rows))
         flush()

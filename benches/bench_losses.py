@@ -1,7 +1,7 @@
 """Contrastive losses: mlvec's tiled losses against open_clip and dense references (CPU).
 
 Every case runs forward + backward in a fresh subprocess; peak extra memory is the process's
-max RSS (``resource.getrusage``) after the run minus the max RSS once the inputs exist. Time is
+peak RSS (``VmHWM``) after the run minus the peak RSS once the inputs exist. Time is
 the median over ``--repeat`` runs (after one warm-up when repeat > 1). Ratios compare peers run
 by the same script on the same machine.
 
@@ -15,27 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
-import statistics
 import subprocess
 import sys
 import time
 
+from harness.memory import available_bytes, peak_rss_bytes
+from harness.timing import median_seconds
+
 D = 512
+MB = 2**20
 CLIP_IMPLS = ["mlvec_clip", "open_clip_clip", "dense_clip", "mlvec_siglip", "open_clip_siglip"]
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
-
-
-def _available_mb() -> float:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024.0
-    return float("inf")
 
 
 def _need_mb(impl: str, b: int, lq: int = 32, ld: int = 64) -> float:
@@ -106,7 +96,7 @@ def _report_progress(base: float) -> None:
     def loop() -> None:
         while True:
             time.sleep(1.0)
-            rec = {"extra_mb": _maxrss_mb() - base, "elapsed_s": time.perf_counter() - t0}
+            rec = {"extra_mb": peak_rss_bytes() / MB - base, "elapsed_s": time.perf_counter() - t0}
             print("PROGRESS " + json.dumps(rec), file=sys.stderr, flush=True)
 
     threading.Thread(target=loop, daemon=True).start()
@@ -144,20 +134,20 @@ def run_case(impl: str, b: int, repeat: int, lq: int, ld: int, dim: int) -> dict
             return fn(a, bb, log_s.exp(), bias)
 
         params = [a, bb, log_s]
-    base = _maxrss_mb()
+    base = peak_rss_bytes() / MB
     _report_progress(base)
-    times, value = [], None
-    for _ in range(repeat):
+    last = {}
+
+    def call() -> None:
         for p in params:
             p.grad = None
-        t0 = time.perf_counter()
-        loss = step()
-        loss.backward()
-        times.append(time.perf_counter() - t0)
-        value = float(loss)
-    if repeat > 1:
-        times = times[1:]
-    return {"impl": impl, "B": b, "time_s": statistics.median(times), "extra_mb": _maxrss_mb() - base, "loss": value}
+        last["loss"] = step()
+        last["loss"].backward()
+
+    warmup = 1 if repeat > 1 else 0
+    seconds = median_seconds(call, repeat - warmup, warmup=warmup)
+    extra = peak_rss_bytes() / MB - base
+    return {"impl": impl, "B": b, "time_s": seconds, "extra_mb": extra, "loss": float(last["loss"])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,13 +166,13 @@ def _ring_worker(rank: int, world: int, port: int, b_local: int, strategy: str, 
     a = torch.nn.functional.normalize(torch.randn(b_local, D), dim=-1).requires_grad_(True)
     b = torch.nn.functional.normalize(torch.randn(b_local, D), dim=-1).requires_grad_(True)
     dist.barrier()
-    base = _maxrss_mb()
+    base = peak_rss_bytes() / MB
     t0 = time.perf_counter()
     loss = clip_loss(a, b, torch.tensor(10.0), strategy=strategy)
     loss.backward()
     elapsed = time.perf_counter() - t0
     with open(f"{out}.{rank}", "w") as f:
-        json.dump({"rank": rank, "extra_mb": _maxrss_mb() - base, "time_s": elapsed}, f)
+        json.dump({"rank": rank, "extra_mb": peak_rss_bytes() / MB - base, "time_s": elapsed}, f)
     dist.destroy_process_group()
 
 
@@ -262,8 +252,8 @@ def main() -> None:
                 rows[impl] = {"error": "not run (--impls)"}
                 continue
             need = _need_mb(impl, b)
-            if need > 0.8 * _available_mb():
-                rows[impl] = {"error": f"skipped: needs ~{need / 1024:.0f} GB, {_available_mb() / 1024:.0f} GB free"}
+            if need > 0.8 * available_bytes() / MB:
+                rows[impl] = {"error": f"skipped: needs ~{need / 1024:.0f} GB, {available_bytes() / MB / 1024:.0f} GB free"}
                 continue
             rep = 1 if b >= 65536 else repeat
             rows[impl] = _sub(["--case", impl, "--B", str(b), "--repeat", str(rep)], args.timeout)
@@ -295,8 +285,8 @@ def main() -> None:
             rows = {}
             for impl in ("mlvec_filip", "dense_filip"):
                 need = _need_mb(impl, b, lq, ld)
-                if need > 0.8 * _available_mb():
-                    rows[impl] = {"error": f"skipped: needs ~{need / 1024:.0f} GB, {_available_mb() / 1024:.0f} GB free"}
+                if need > 0.8 * available_bytes() / MB:
+                    rows[impl] = {"error": f"skipped: needs ~{need / 1024:.0f} GB, {available_bytes() / MB / 1024:.0f} GB free"}
                     continue
                 extra = ["--lq", str(lq), "--ld", str(ld), "--dim", str(dim)]
                 rows[impl] = _sub(["--case", impl, "--B", str(b), "--repeat", str(repeat), *extra], args.timeout)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
+from harness.timing import medians, round_robin
 
 from mlvec.losses import clip_loss, siglip_loss
 
@@ -25,7 +24,7 @@ def main() -> None:
     p.add_argument("--loss", choices=["clip", "siglip"], default="clip")
     p.add_argument("--batch", type=int, default=16384)
     p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--calls", type=int, default=8, help="timed calls per side (after one warm-up)")
+    p.add_argument("--calls", type=int, default=8, help="timed calls per side (after one warm-up each)")
     args = p.parse_args()
 
     gen = torch.Generator().manual_seed(0)
@@ -36,24 +35,18 @@ def main() -> None:
     scale = torch.tensor(10.0, requires_grad=True)
     bias = torch.tensor(-10.0, requires_grad=True)
 
-    def call() -> float:
-        t0 = time.perf_counter()
+    def call(openmp: bool) -> None:
+        if openmp:
+            os.environ.pop("MLVEC_OPENMP", None)
+        else:
+            os.environ["MLVEC_OPENMP"] = "0"
         loss = clip_loss(a, b, scale) if args.loss == "clip" else siglip_loss(a, b, scale, bias)
         loss.backward()
         a.grad = b.grad = scale.grad = bias.grad = None
-        return time.perf_counter() - t0
 
-    call()
-    times: dict[str, list[float]] = {"openmp": [], "pool": []}
-    for i in range(args.calls):
-        for side in ("openmp", "pool") if i % 2 == 0 else ("pool", "openmp"):
-            if side == "pool":
-                os.environ["MLVEC_OPENMP"] = "0"
-            else:
-                os.environ.pop("MLVEC_OPENMP", None)
-            times[side].append(call())
+    times = round_robin({"openmp": lambda: call(True), "pool": lambda: call(False)}, args.calls)
     os.environ.pop("MLVEC_OPENMP", None)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = medians(times)
     print(f"{args.loss} B={args.batch} d={args.dim}, forward + backward, {args.calls} alternating calls each")
     for k, v in times.items():
         print(f"  {k:6s} median {med[k]:.3f} s  ({', '.join(f'{t:.2f}' for t in v)})")

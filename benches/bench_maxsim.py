@@ -7,7 +7,7 @@ sets (training shape); and bfloat16. Each method runs round-robin with the other
 times, each timed call after reading an array larger than the last-level cache (so every method
 reads its inputs from memory); the table shows medians and the ratio of mlvec to each peer. The
 fixed-length case also reports the GB/s of document bytes mlvec streams next to the machine's read
-bandwidth measured in the same run (numpy summing a large array, on one thread and on all cores).
+bandwidth measured in the same run (numpy reading a large array, on one thread and on all cores).
 
 Usage::
 
@@ -21,15 +21,13 @@ so the numbers are the kernel's, without Python-side conversion.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-import statistics
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+from harness.memory import EvictCache, read_bandwidth
+from harness.timing import medians, round_robin
 
 from mlvec import _native
 
@@ -48,70 +46,20 @@ def offsets_of(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
-def last_level_cache_bytes() -> int:
-    """Size of the CPU's largest cache (Linux sysfs), or 64 MiB where it cannot be read."""
-    sizes = []
-    for f in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
-        text = open(f).read().strip()
-        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-        try:
-            sizes.append(int(text.rstrip("KMG")) * mult)
-        except ValueError:
-            pass
-    return max(sizes, default=64 << 20)
-
-
-class Evict:
-    """Reads an array 1.5x the last-level cache, pushing the inputs of the previous call out.
-
-    Some machines' last-level cache (260 MiB on the one in the README) holds most of the 154 MB
-    document set, so without this each method would read part of its input from the cache,
-    more or less depending on what the method before it read.
-    """
-
-    def __init__(self) -> None:
-        self.buf = np.ones(int(1.5 * last_level_cache_bytes()) // 4, np.float32)
-
-    def __call__(self) -> None:
-        self.buf.sum()
-
-
-def time_round_robin(
-    methods: dict[str, Callable[[], object]], repeats: int, before: Callable[[], None] | None = None
+def check_then_time(
+    case: str,
+    methods: dict[str, Callable[[], object]],
+    ref: np.ndarray,
+    checked: list[str],
+    repeats: int,
+    evict: EvictCache | None,
 ) -> dict[str, float]:
-    """Median seconds per call of each method; one warm-up call each, then interleaved runs.
-
-    A short pause before each timed call lets the previous method's worker threads (OpenMP,
-    rayon) stop spinning, so no method pays for the one before it; `before` (untimed) runs
-    ahead of each timed call, e.g. an `Evict`.
-    """
-    for f in methods.values():
-        f()
-    times: dict[str, list[float]] = {k: [] for k in methods}
-    for _ in range(repeats):
-        for k, f in methods.items():
-            if before is not None:
-                before()
-            time.sleep(0.05)
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def read_bandwidth(nbytes: int, repeats: int) -> tuple[float, float]:
-    """GB/s of numpy summing a float32 array of `nbytes`: one thread, and split over all cores."""
-    a = np.ones(nbytes // 4, np.float32)
-    n = os.cpu_count() or 1
-    parts = np.array_split(a, n)
-    pool = ThreadPoolExecutor(n)
-
-    def parallel() -> float:
-        return sum(pool.map(np.sum, parts))  # np.sum releases the GIL on large arrays
-
-    t = time_round_robin({"one": lambda: a.sum(), "all": parallel}, repeats)
-    pool.shutdown()
-    return a.nbytes / t["one"] / 1e9, a.nbytes / t["all"] / 1e9
+    """Check the scores of the ``checked`` methods present against ``ref``, then the median
+    seconds per call of every method, timed round-robin (each call after ``evict``)."""
+    for name in checked:
+        if name in methods:
+            check(f"{case}/{name}", methods[name](), ref, 1e-4)
+    return medians(round_robin(methods, repeats, before=evict))
 
 
 # --- peers --------------------------------------------------------------------------------------
@@ -141,26 +89,30 @@ def check(name: str, got: np.ndarray, want: np.ndarray, rtol: float) -> None:
         raise SystemExit(f"{name}: scores disagree (max abs diff {np.abs(got - want).max():.3g})")
 
 
+def time_one_query(case, q, flat, do, padded, mask, peer, repeats, evict):
+    """One query ``q`` ``[lq, dim]`` against documents given packed (``flat`` rows, offsets ``do``)
+    for mlvec and padded (``padded`` ``[n, L, dim]``, ``mask`` ``[n, L]`` or None) for the
+    einsum; ``peer`` is maxsim-cpu's call. Checked against the einsum, then timed:
+    ``(median seconds per method, documents, document bytes)``."""
+    qo = np.array([0, len(q)], np.int64)
+    qt, pt = torch.from_numpy(q)[None], torch.from_numpy(padded)
+    mt = None if mask is None else torch.from_numpy(mask)
+    methods = {
+        "mlvec": lambda: _native.maxsim_forward(q, qo, None, flat, do, None)[0],
+        "torch einsum": lambda: einsum_scores(qt, pt, mt),
+    }
+    if maxsim_cpu is not None:
+        methods["maxsim-cpu"] = peer
+    ref = einsum_scores(qt, pt, mt).numpy()
+    return check_then_time(case, methods, ref, ["mlvec", "maxsim-cpu"], repeats, evict), len(padded), flat.nbytes
+
+
 def case_fixed(rng, n_docs, ld, lq, dim, repeats, evict=None):
     q = rng.standard_normal((lq, dim), dtype=np.float32)
     docs = rng.standard_normal((n_docs, ld, dim), dtype=np.float32)
-    flat = docs.reshape(-1, dim)
-    qo = np.array([0, lq], np.int64)
     do = offsets_of(np.full(n_docs, ld))
-    qt, dt = torch.from_numpy(q)[None], torch.from_numpy(docs)
-
-    def mlvec():
-        return _native.maxsim_forward(q, qo, None, flat, do, None)[0]
-
-    methods = {"mlvec": mlvec, "torch einsum": lambda: einsum_scores(qt, dt, None)}
-    if maxsim_cpu is not None:
-        methods["maxsim-cpu"] = lambda: maxsim_cpu.maxsim_scores(q, docs)
-    ref = einsum_scores(qt, dt, None).numpy()
-    check("fixed/mlvec", mlvec(), ref, 1e-4)
-    if maxsim_cpu is not None:
-        check("fixed/maxsim-cpu", maxsim_cpu.maxsim_scores(q, docs), ref, 1e-4)
-    t = time_round_robin(methods, repeats, evict)
-    return t, n_docs, flat.nbytes
+    peer = lambda: maxsim_cpu.maxsim_scores(q, docs)  # noqa: E731
+    return time_one_query("fixed", q, docs.reshape(-1, dim), do, docs, None, peer, repeats, evict)
 
 
 def case_variable(rng, n_docs, lo, hi, lq, dim, repeats, evict=None):
@@ -168,26 +120,14 @@ def case_variable(rng, n_docs, lo, hi, lq, dim, repeats, evict=None):
     lens = rng.integers(lo, hi + 1, size=n_docs)
     flat = rng.standard_normal((int(lens.sum()), dim), dtype=np.float32)
     do = offsets_of(lens)
-    qo = np.array([0, lq], np.int64)
     padded = np.zeros((n_docs, hi, dim), np.float32)
     mask = np.zeros((n_docs, hi), bool)
     for i, n in enumerate(lens):
         padded[i, :n] = flat[do[i] : do[i + 1]]
         mask[i, :n] = True
     doc_list = [flat[do[i] : do[i + 1]] for i in range(n_docs)]
-    qt, pt, mt = torch.from_numpy(q)[None], torch.from_numpy(padded), torch.from_numpy(mask)
-
-    def mlvec():
-        return _native.maxsim_forward(q, qo, None, flat, do, None)[0]
-
-    methods = {"mlvec": mlvec, "torch einsum": lambda: einsum_scores(qt, pt, mt)}
-    if maxsim_cpu is not None:
-        methods["maxsim-cpu"] = lambda: maxsim_cpu.maxsim_scores_variable(q, doc_list)
-    ref = einsum_scores(qt, pt, mt).numpy()
-    check("variable/mlvec", mlvec(), ref, 1e-4)
-    if maxsim_cpu is not None:
-        check("variable/maxsim-cpu", maxsim_cpu.maxsim_scores_variable(q, doc_list), ref, 1e-4)
-    return time_round_robin(methods, repeats, evict), n_docs, flat.nbytes
+    peer = lambda: maxsim_cpu.maxsim_scores_variable(q, doc_list)  # noqa: E731
+    return time_one_query("variable", q, flat, do, padded, mask, peer, repeats, evict)
 
 
 def case_all_pairs(rng, nq, nd, lq, ld, dim, repeats, evict=None):
@@ -204,8 +144,7 @@ def case_all_pairs(rng, nq, nd, lq, ld, dim, repeats, evict=None):
     if maxsim_cpu is not None:
         methods["maxsim-cpu"] = lambda: np.stack([maxsim_cpu.maxsim_scores(q, docs) for q in qs])
     ref = einsum_chunked(qt, dt, None, 8).numpy()
-    check("all-pairs/mlvec", mlvec(), ref, 1e-4)
-    return time_round_robin(methods, repeats, evict), nq * nd, dflat.nbytes
+    return check_then_time("all-pairs", methods, ref, ["mlvec"], repeats, evict), nq * nd, dflat.nbytes
 
 
 def case_bf16(rng, n_docs, ld, lq, dim, repeats, evict=None):
@@ -225,8 +164,7 @@ def case_bf16(rng, n_docs, ld, lq, dim, repeats, evict=None):
         "torch einsum bf16": lambda: einsum_scores(qt, dt, None),
     }
     ref = einsum_scores(qt.float(), dt.float(), None).numpy()
-    check("bf16/mlvec", mlvec_bf16(), ref, 1e-4)
-    return time_round_robin(methods, repeats, evict), n_docs, db.nbytes
+    return check_then_time("bf16", methods, ref, ["mlvec bf16"], repeats, evict), n_docs, db.nbytes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -252,11 +190,13 @@ def main(argv: list[str] | None = None) -> None:
 
     # Every timed call starts with its inputs out of the caches (full sizes only: the quick
     # sizes are cache-resident anyway).
-    evict = None if quick else Evict()
+    evict = None if quick else EvictCache()
     t, items, nbytes = case_fixed(rng, n_docs, 300, lq, dim, repeats, evict)
     report(f"fixed: 1 x {n_docs} docs x 300 tok, fp32", t, items, "mlvec")
     stream = nbytes / t["mlvec"] / 1e9
-    bw1, bwn = read_bandwidth((64 if quick else 512) << 20, max(3, repeats))
+    bw_bytes, bw_repeat = (64 if quick else 512) << 20, max(3, repeats)
+    bw1 = read_bandwidth(bw_bytes, repeat=bw_repeat)
+    bwn = read_bandwidth(bw_bytes, threads=os.cpu_count() or 1, repeat=bw_repeat)
 
     t, items, _ = case_variable(rng, n_docs, 64, 512, lq, dim, repeats, evict)
     report(f"variable: 1 x {n_docs} docs x 64-512 tok, fp32", t, items, "mlvec")

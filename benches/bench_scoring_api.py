@@ -15,11 +15,10 @@ FILIP (``d2q=True``, both directions) is timed against the ColBERT-only native c
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
+from harness.timing import median_seconds
 
 import mlvec
 from mlvec import _native
@@ -36,16 +35,6 @@ def python_check_finite(data: np.ndarray, _bf16: bool, mask: np.ndarray | None, 
         bad &= mask
     if bad.any():
         raise ValueError(f"{name}: token row {int(np.argmax(bad))} (packed) holds NaN or inf")
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -95,7 +84,7 @@ def main() -> None:
           f"{mlvec.get_num_threads()} threads; median of {repeat}")
     base = None
     for name, fn in cases:
-        ms = median_ms(fn, repeat)
+        ms = median_seconds(fn, repeat, warmup=1) * 1e3
         base = base or ms
         print(f"  {name:<40} {ms:9.2f} ms   {ms / base:5.2f}x native   {n_docs / ms * 1e3:12,.0f} docs/s")
 

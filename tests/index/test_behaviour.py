@@ -8,11 +8,13 @@ import time
 
 import numpy as np
 import pytest
+from harness.truth import exact_knn as exact
+from harness.truth import recall
 
 import mlvec
 import mlvec.index as mi
 
-from support.index_data import exact, mixture, recall
+from support.index_data import mixture
 
 KINDS = [
     "Flat",

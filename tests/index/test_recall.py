@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from harness.truth import exact_knn as exact
+from harness.truth import recall
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlvec.index as mi
 
-from support.index_data import exact, mixture, recall
+from support.index_data import mixture
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])

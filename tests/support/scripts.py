@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -22,11 +23,18 @@ def script_path(script: str | Path) -> Path:
 
 
 def run_script(
-    script: str | Path, *args: str, timeout: int = 300, env: dict[str, str] | None = None, check: bool = True
+    script: str | Path,
+    *args: str,
+    timeout: int = 300,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    launcher: Sequence[str] = (),
 ) -> subprocess.CompletedProcess:
-    """``python <script> <args>`` from the repository root; with ``check``, assert it exited 0."""
+    """``python [launcher] <script> <args>`` from the repository root; with ``check``, assert it
+    exited 0. ``launcher`` runs the script through a module, e.g. ``("-m", "torch.distributed.run",
+    "--nproc_per_node", "2")``."""
     proc = subprocess.run(
-        [sys.executable, str(script_path(script)), *args],
+        [sys.executable, *launcher, str(script_path(script)), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
