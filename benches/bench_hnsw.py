@@ -19,12 +19,12 @@ import gc
 import time
 from pathlib import Path
 
+import mlvec
+
 from harness.data import BIBLE_E5, Dataset, bible_e5, synthetic
 from harness.memory import PeakRss
 from harness.peers import FaissPeer, HnswlibPeer, MlvecPeer, Peer, UsearchPeer, measure
 from harness.truth import exact_knn
-
-import mlvec
 
 K = 10
 

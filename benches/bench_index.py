@@ -24,14 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import mlvec
+import mlvec.index as mi
+
 from harness.data import BIBLE_E5, bible_e5, synthetic
 from harness.memory import PeakRss, read_bandwidth
 from harness.peers import FaissPeer, HnswlibPeer, MlvecPeer, Peer, UsearchPeer, measure
 from harness.timing import median_seconds
 from harness.truth import exact_knn, recall
-
-import mlvec
-import mlvec.index as mi
 
 K = 10
 # M=32 with SQ8 codes reaches recall@10 0.95 on the e5 set at a lower ef than M=16, and

@@ -14,9 +14,10 @@ import argparse
 import os
 
 import torch
-from harness.timing import medians, round_robin
 
 from mlvec.losses import clip_loss, siglip_loss
+
+from harness.timing import medians, round_robin
 
 
 def main() -> None:

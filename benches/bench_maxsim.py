@@ -26,10 +26,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from harness.memory import EvictCache, read_bandwidth
-from harness.timing import medians, round_robin
 
 from mlvec import _native
+
+from harness.memory import EvictCache, read_bandwidth
+from harness.timing import medians, round_robin
 
 try:  # peer (b), optional
     import maxsim_cpu

@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from harness.timing import median_seconds
 
 from mlvec.encoders import TokenEmbeddings
 from mlvec.eval import exact_search, maxsim_rerank
+
+from harness.timing import median_seconds
 
 
 def _unit(rng, shape):

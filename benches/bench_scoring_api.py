@@ -18,10 +18,11 @@ import argparse
 
 import numpy as np
 import torch
-from harness.timing import median_seconds
 
 import mlvec
 from mlvec import _native
+
+from harness.timing import median_seconds
 
 
 def python_check_finite(data: np.ndarray, _bf16: bool, mask: np.ndarray | None, name: str) -> None:

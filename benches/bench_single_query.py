@@ -17,12 +17,13 @@ import argparse
 from functools import partial
 
 import numpy as np
+
+import mlvec
+
 from harness.data import synthetic
 from harness.peers import FaissPeer, HnswlibPeer, MlvecPeer, Peer, UsearchPeer
 from harness.timing import medians, one_query_per_call, round_robin
 from harness.truth import exact_knn, recall
-
-import mlvec
 
 K = 10
 NPROBES, EFS = [1, 2, 4, 8, 16], [16, 32, 64, 128]

@@ -8,9 +8,10 @@ import threading
 
 import numpy as np
 import pytest
-from harness import data, memory, peers, timing, truth
 
 from mlvec.data import load_bible_en_es
+
+from harness import data, memory, peers, timing, truth
 
 # --- truth -----------------------------------------------------------------------------------------
 

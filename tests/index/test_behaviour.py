@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
-from harness.truth import exact_knn as exact
-from harness.truth import recall
 
 import mlvec
 import mlvec.index as mi
 
+from harness.truth import exact_knn as exact
+from harness.truth import recall
 from support.index_data import mixture
 
 KINDS = [

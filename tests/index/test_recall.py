@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness.truth import exact_knn as exact
-from harness.truth import recall
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlvec.index as mi
 
+from harness.truth import exact_knn as exact
+from harness.truth import recall
 from support.index_data import mixture
 
 
