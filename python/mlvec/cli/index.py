@@ -216,6 +216,7 @@ def run_search(args: argparse.Namespace) -> int:
     else:
         _print_hits(scores, ids, texts, store, args.show)
     if not args.quiet:
+        sys.stdout.flush()  # the results first, then the summary, when both go to one terminal
         print(f"searched {len(q)} queries in {index.kind} ({len(index)} vectors) in {secs * 1e3:.1f} ms "
               f"({len(q) / max(secs, 1e-9):,.0f} queries/s)", file=sys.stderr)
     return 0
