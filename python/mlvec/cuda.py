@@ -11,7 +11,7 @@ from the offsets).
 
 Token sets use the packed layout of :mod:`mlvec._native`: embeddings ``[rows, dim]``
 (float32/float16/bfloat16), int64 offsets ``[n + 1]``, optional bool mask ``[rows]``. The
-MaxSim functions follow ``_native.maxsim_forward`` / ``maxsim_backward`` exactly (sums,
+MaxSim functions follow ``_native.maxsim.forward`` / ``backward`` exactly (sums,
 first-on-ties argmax local to the other set, -1 where undefined, -inf for a max over none).
 
 Example::
@@ -58,14 +58,14 @@ def _configure() -> None:
         return
     nvrtc = _cuda_locate.find_nvrtc()
     include = _cuda_locate.find_include_dirs(nvrtc)
-    _native.cuda_configure(nvrtc, include or None, None)
+    _native.cuda.configure(nvrtc, include or None, None)
     _configured = True
 
 
 def available() -> tuple[bool, str]:
     """``(True, "")`` when a CUDA driver, a device and NVRTC are all usable, else ``(False, why)``."""
     _configure()
-    return _native.cuda_status()
+    return _native.cuda.status()
 
 
 def compile_check(arch: str = "sm_90") -> list[str]:
@@ -78,7 +78,7 @@ def compile_check(arch: str = "sm_90") -> list[str]:
     True
     """
     _configure()
-    return list(_native.cuda_compile_check(arch))
+    return list(_native.cuda.compile_check(arch))
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def maxsim_forward(
     ``q_mask [rows_q]``; the same for documents; all CUDA tensors of one float dtype.
 
     Returns ``(q2d [P] float32, q2d_argmax [P, lq_max] int32 | None, d2q [P] float32 | None,
-    d2q_argmax [P, ld_max] int32 | None)``, the contract of ``mlvec._native.maxsim_forward``.
+    d2q_argmax [P, ld_max] int32 | None)``, the contract of ``mlvec._native.maxsim.forward``.
     ``max_lens=(lq_max, ld_max)`` skips reading the offsets back (no synchronisation); the caller
     then guarantees valid offsets and those longest set lengths.
     fp16/bf16 products run on tensor cores with fp32 accumulation; the ``[lq, ld]`` similarity
@@ -217,16 +217,16 @@ def maxsim_forward(
     if p == 0:
         return sums, q_arg, d_sum, d_arg
     qa, da = _set_arg(q, q_offsets, q_mask, nq), _set_arg(d, d_offsets, d_mask, nd)
-    _, _, max_cols, _, _ = _native.cuda_limits()
+    _, _, max_cols, _, _ = _native.cuda.limits()
     one_pass = want_cols and ld_max <= max_cols
-    _native.cuda_maxsim_forward(
+    _native.cuda.maxsim_forward(
         dt, dev, stream, qa, da, dim, paired, False, lq_max, ld_max,
         sums.data_ptr(), _ptr(q_arg),
         _ptr(d_sum) if one_pass else 0, _ptr(d_arg) if one_pass else 0,
     )  # fmt: skip
     if want_cols and not one_pass:
         # Long document sets: the d->q direction is the q->d kernel with the roles swapped.
-        _native.cuda_maxsim_forward(
+        _native.cuda.maxsim_forward(
             dt, dev, stream, da, qa, dim, paired, True, ld_max, lq_max, d_sum.data_ptr(), _ptr(d_arg), 0, 0
         )
     return sums, q_arg, d_sum if d2q else None, d_arg
@@ -290,8 +290,8 @@ def maxsim_backward(
         a, b, ga, gb, transpose = (qa, da, dq, dd, False) if name == "q2d" else (da, qa, dd, dq, True)
         lb_max = ld_max if name == "q2d" else lq_max
         args = (a, b, dim, paired, transpose, l_max, lb_max, g.data_ptr(), arg.data_ptr(), ga.data_ptr(), gb.data_ptr())
-        _native.cuda_maxsim_backward(dt, dev, stream, "gather_a", *args)
-        _native.cuda_maxsim_backward(dt, dev, stream, scatter, *args)
+        _native.cuda.maxsim_backward(dt, dev, stream, "gather_a", *args)
+        _native.cuda.maxsim_backward(dt, dev, stream, scatter, *args)
     return dq, dd
 
 
@@ -329,7 +329,7 @@ def filip_forward(
     a_arg = torch.empty((p, la_max), dtype=torch.int32, device=a.device) if argmax else None
     b_arg = torch.empty((p, lb_max), dtype=torch.int32, device=a.device) if argmax else None
     if p:
-        _native.cuda_filip_forward(
+        _native.cuda.filip_forward(
             dt, dev, stream, _set_arg(a, a_offsets, a_mask, na), _set_arg(b, b_offsets, b_mask, nb),
             a.shape[1], paired, la_max, lb_max, a_mean.data_ptr(), b_mean.data_ptr(), _ptr(a_arg), _ptr(b_arg),
         )  # fmt: skip
@@ -350,7 +350,7 @@ def _pairwise(x, y):
 
 
 def _tiles(m: int, n: int) -> tuple[int, int]:
-    rows, cols, *_ = _native.cuda_limits()
+    rows, cols, *_ = _native.cuda.limits()
     return -(-n // cols), -(-m // rows)
 
 
@@ -370,7 +370,7 @@ def clip_lse(x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tens
     rmax, rsum = torch.empty((gx, m), **kw), torch.empty((gx, m), **kw)
     cmax, csum = torch.empty((gy, n), **kw), torch.empty((gy, n), **kw)
     if m and n:
-        _native.cuda_clip_lse_partials(
+        _native.cuda.clip_lse_partials(
             dt, dev, stream, x.data_ptr(), y.data_ptr(), m, n, x.shape[1], float(scale),
             rmax.data_ptr(), rsum.data_ptr(), cmax.data_ptr(), csum.data_ptr(),
         )  # fmt: skip
@@ -416,7 +416,7 @@ def clip_lse_backward(
     dx, dy = torch.zeros(x.shape, **kw), torch.zeros(y.shape, **kw)
     part = torch.zeros(gx * gy, **kw)
     if m and n:
-        _native.cuda_clip_grad(
+        _native.cuda.clip_grad(
             dt, dev, stream, x.data_ptr(), y.data_ptr(), m, n, x.shape[1], float(scale),
             _ptr(row_lse), _ptr(col_lse), _ptr(grad_row), _ptr(grad_col), dx.data_ptr(), dy.data_ptr(),
             part.data_ptr(),
@@ -439,7 +439,7 @@ def siglip_rows(
     dev, stream = _place(x.device)
     part = torch.zeros((gx, m), dtype=torch.float32, device=x.device)
     if m and n:
-        _native.cuda_siglip_forward(
+        _native.cuda.siglip_forward(
             dt, dev, stream, x.data_ptr(), y.data_ptr(), m, n, x.shape[1], float(scale), float(bias),
             int(row_offset), int(col_offset), part.data_ptr(),
         )  # fmt: skip
@@ -468,7 +468,7 @@ def siglip_backward(
     dx, dy = torch.zeros(x.shape, **kw), torch.zeros(y.shape, **kw)
     ps, pb = torch.zeros(gx * gy, **kw), torch.zeros(gx * gy, **kw)
     if m and n:
-        _native.cuda_siglip_backward(
+        _native.cuda.siglip_backward(
             dt, dev, stream, x.data_ptr(), y.data_ptr(), m, n, x.shape[1], float(scale), float(bias),
             int(row_offset), int(col_offset), g.data_ptr(), dx.data_ptr(), dy.data_ptr(), ps.data_ptr(),
             pb.data_ptr(),
@@ -495,7 +495,7 @@ def pq_scan(codes: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     nq, _, ksub = lut.shape
     dist = torch.empty((nq, n), dtype=torch.float32, device=codes.device)
     dev, stream = _place(codes.device)
-    _native.cuda_pq_scan(dev, stream, codes.data_ptr(), n, m, ksub, lut.data_ptr(), nq, dist.data_ptr())
+    _native.cuda.pq_scan(dev, stream, codes.data_ptr(), n, m, ksub, lut.data_ptr(), nq, dist.data_ptr())
     return dist
 
 
@@ -514,7 +514,7 @@ def hamming_scan(codes: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     nq = queries.shape[0]
     dist = torch.empty((nq, n), dtype=torch.float32, device=codes.device)
     dev, stream = _place(codes.device)
-    _native.cuda_hamming_scan(dev, stream, codes.data_ptr(), n, words, queries.data_ptr(), nq, dist.data_ptr())
+    _native.cuda.hamming_scan(dev, stream, codes.data_ptr(), n, words, queries.data_ptr(), nq, dist.data_ptr())
     return dist
 
 
@@ -527,7 +527,7 @@ def topk_smallest(dist: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     dist = _cuda(dist, "dist")
     if dist.dtype != torch.float32 or dist.dim() != 2:
         raise ValueError(f"dist: expected float32 [rows, n], got {dist.dtype} {tuple(dist.shape)}")
-    _, _, _, chunk, max_k = _native.cuda_limits()
+    _, _, _, chunk, max_k = _native.cuda.limits()
     if not 1 <= k <= max_k:
         raise ValueError(f"k: must be in 1..{max_k}, got {k}")
     rows, n = dist.shape
@@ -537,7 +537,7 @@ def topk_smallest(dist: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
         chunks = max(1, -(-n // chunk))
         out_v = torch.empty((rows, chunks, k), dtype=torch.float32, device=dist.device)
         out_i = torch.empty((rows, chunks, k), dtype=torch.int64, device=dist.device)
-        _native.cuda_select_k(dev, stream, _ptr(vals), _ptr(ids), rows, n, k, out_v.data_ptr(), out_i.data_ptr())
+        _native.cuda.select_k(dev, stream, _ptr(vals), _ptr(ids), rows, n, k, out_v.data_ptr(), out_i.data_ptr())
         if chunks == 1:
             return out_v.reshape(rows, k), out_i.reshape(rows, k)
         vals, ids, n = out_v.reshape(rows, -1), out_i.reshape(rows, -1), chunks * k

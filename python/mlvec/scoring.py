@@ -94,7 +94,7 @@ def _check_pair(qdim: int, ddim: int, qdtype: str, ddtype: str, nq: int, nd: int
 
 def _score_numpy(q: Packed, d: Packed, paired: bool, want_d2q: bool, check_finite: bool) -> _Scores:
     _check_pair(q.dim, d.dim, dtype_name(q.data), dtype_name(d.data), q.n, d.n, paired)
-    q2d, _, d2q, _ = _native.maxsim_forward(
+    q2d, _, d2q, _ = _native.maxsim.forward(
         q.data,
         q.offsets,
         q.mask,

@@ -309,7 +309,7 @@ def index_factory(
         kind = kind.factory_string()
     if not isinstance(kind, str):
         raise TypeError(f"kind: expected a description string or IndexConfig, got {type(kind).__name__}")
-    return Index(_native.NativeIndex(int(dim), kind, metric, int(seed)))
+    return Index(_native.index.NativeIndex(int(dim), kind, metric, int(seed)))
 
 
 def load(path: str | os.PathLike[str], mmap: bool = True) -> Index:
@@ -318,4 +318,4 @@ def load(path: str | os.PathLike[str], mmap: bool = True) -> Index:
     With ``mmap=True`` the arrays stay in the memory-mapped file until the index is modified.
     Truncated, corrupted, foreign or newer-version files raise :class:`mlvec.FormatError`.
     """
-    return Index(_native.NativeIndex.load(os.fspath(path), mmap))
+    return Index(_native.index.NativeIndex.load(os.fspath(path), mmap))

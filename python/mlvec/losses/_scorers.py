@@ -88,7 +88,7 @@ class LateInteractionScorer(Scorer):
         qa, qo, qm = _packed(ta, ma, self.bf16)
         da, do, dm = _packed(tb, mb, self.bf16)
         filip = self.mode == "filip"
-        q2d, q_arg, d2q, d_arg = _native.maxsim_forward(
+        q2d, q_arg, d2q, d_arg = _native.maxsim.forward(
             qa, qo, qm, da, do, dm, bf16=self.bf16, q2d_argmax=need_grad, d2q=filip, d2q_argmax=need_grad and filip
         )
         sim_r = torch.from_numpy(q2d).view(n, m)
@@ -106,7 +106,7 @@ class LateInteractionScorer(Scorer):
         da, do, dm = _packed(tb, mb, self.bf16)
         if self.mode == "colbert":
             g = g_rows if g_cols is None else g_rows + g_cols
-            dq, dd = _native.maxsim_backward(
+            dq, dd = _native.maxsim.backward(
                 qa, qo, qm, da, do, dm, bf16=self.bf16,
                 grad_q2d=np.ascontiguousarray(g.to(torch.float32).numpy().ravel()), q2d_argmax=cache[0],
             )  # fmt: skip
@@ -116,7 +116,7 @@ class LateInteractionScorer(Scorer):
             gd = None
             if g_cols is not None:
                 gd = (g_cols / nb[None, :]).to(torch.float32).contiguous().numpy().ravel()
-            dq, dd = _native.maxsim_backward(
+            dq, dd = _native.maxsim.backward(
                 qa, qo, qm, da, do, dm, bf16=self.bf16,
                 grad_q2d=gq, q2d_argmax=q_arg, grad_d2q=gd, d2q_argmax=None if gd is None else d_arg,
             )  # fmt: skip

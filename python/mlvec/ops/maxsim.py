@@ -5,7 +5,7 @@ Both ops read token sets *packed* (``[rows, dim]`` + ``int64`` offsets ``[n + 1]
 into that form with a reshape. The forward returns, per scored pair, the ColBERT sum
 ``q2d`` (and FILIP's other direction ``d2q`` when asked) plus the argmax positions the backward
 needs: the gradient is a gather for the queries and a scatter-add for the documents, done in Rust
-(``_native.maxsim_backward``), so nothing of size ``[Lq, Ld]`` per pair is ever kept.
+(``_native.maxsim.backward``), so nothing of size ``[Lq, Ld]`` per pair is ever kept.
 
 Both ops have fake (meta) implementations, so they trace under ``torch.compile``; the backward is
 itself an op, so compiled training steps keep it in the graph. Double backward is not supported.
@@ -84,7 +84,7 @@ def maxsim_fwd(
     """
     qa, bf16, qo, qm = _sets(q, q_offsets, q_mask, "queries", "query_offsets")
     da, dbf16, do, dm = _sets(d, d_offsets, d_mask, "documents", "document_offsets")
-    q2d, qarg, d2q, darg = _native.maxsim_forward(
+    q2d, qarg, d2q, darg = _native.maxsim.forward(
         qa,
         qo,
         qm,
@@ -153,7 +153,7 @@ def maxsim_bwd(
         width = int(np.diff(offsets).max()) if len(offsets) > 1 else 0
         return np.ascontiguousarray(x.detach().numpy()[:, :width], dtype=np.int32)
 
-    dq, dd = _native.maxsim_backward(
+    dq, dd = _native.maxsim.backward(
         qa,
         qo,
         qm,
