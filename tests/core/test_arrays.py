@@ -100,8 +100,8 @@ def test_padded_and_packed_tensor_sides_agree():
     packed = _arrays.pack_torch(
         x.reshape(24, 8), mask.reshape(-1), torch.arange(0, 25, 6), "d", "d_mask", "d_offsets"
     )
-    for a, b in ((padded.offsets, packed.offsets), (padded.mask, packed.mask), (padded.valid_counts(), packed.valid_counts())):
-        assert torch.equal(a, b)
+    assert torch.equal(padded.offsets, packed.offsets) and torch.equal(padded.mask, packed.mask)
+    assert torch.equal(padded.valid_counts(), packed.valid_counts())
     assert padded.longest == packed.longest == 6 and padded.n == packed.n == 4
     # A 0/1 integer mask is the bool mask.
     as_int = _arrays.pack_torch(x, mask.to(torch.int32), None, "d", "d_mask", "d_offsets")

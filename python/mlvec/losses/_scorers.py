@@ -56,6 +56,11 @@ def _packed(tokens: torch.Tensor, mask: torch.Tensor | None, name: str) -> Packe
     return pack_numpy(tokens, mask, None, name, f"{name} mask", f"{name} offsets")
 
 
+def _flat_f32(g: torch.Tensor) -> np.ndarray:
+    """Per-pair gradients ``[n, m]`` as the native backward's flat float32 ``[n * m]``."""
+    return as_native(g.reshape(-1), np.float32)
+
+
 class LateInteractionScorer(Scorer):
     """FILIP (mean-of-max both ways, two logit matrices) or ColBERT (sum-of-max, one matrix).
 
@@ -100,12 +105,13 @@ class LateInteractionScorer(Scorer):
         a, b = _packed(ta, ma, "rows"), _packed(tb, mb, "cols")
         if self.mode == "colbert":
             g = g_rows if g_cols is None else g_rows + g_cols
-            grads = {"grad_q2d": as_native(g.reshape(-1), np.float32), "q2d_argmax": cache[0]}
+            grads = {"grad_q2d": _flat_f32(g), "q2d_argmax": cache[0]}
         else:
             q_arg, d_arg, na, nb = cache
-            grads = {"grad_q2d": as_native((g_rows / na[:, None]).reshape(-1), np.float32), "q2d_argmax": q_arg}
+            # FILIP's sims are means: the sums' gradients divide by the valid counts.
+            grads = {"grad_q2d": _flat_f32(g_rows / na[:, None]), "q2d_argmax": q_arg}
             if g_cols is not None:
-                grads.update(grad_d2q=as_native((g_cols / nb[None, :]).reshape(-1), np.float32), d2q_argmax=d_arg)
+                grads.update(grad_d2q=_flat_f32(g_cols / nb[None, :]), d2q_argmax=d_arg)
         dq, dd = _native.maxsim.backward(
             a.data, a.offsets, a.mask, b.data, b.offsets, b.mask, bf16=a.bf16, **grads
         )

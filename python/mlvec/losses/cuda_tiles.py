@@ -64,7 +64,8 @@ class _Problem:
     def head(self, scale: float) -> tuple:
         """The leading launch arguments every tile kernel takes."""
         x, y = self.x, self.y
-        return (self.dtype, self.device, self.stream, x.data_ptr(), y.data_ptr(), self.m, self.n, x.shape[1], float(scale))  # fmt: skip
+        where = (self.dtype, self.device, self.stream)
+        return (*where, x.data_ptr(), y.data_ptr(), self.m, self.n, x.shape[1], float(scale))
 
 
 def clip_lse(x: Tensor, y: Tensor, scale: float) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,16 @@ from mlvec._arrays import as_native, longest_set, native_sets
 __all__ = ["maxsim_fwd", "maxsim_bwd"]
 
 
+def _native_sides(
+    q: Tensor, q_offsets: Tensor, q_mask: Tensor | None, d: Tensor, d_offsets: Tensor, d_mask: Tensor | None
+):
+    """Both sides as the native kernels' positional arguments ``(q, q_offsets, q_mask, d,
+    d_offsets, d_mask)`` (numpy views, offsets checked) and whether they are bfloat16 bits."""
+    qa, bf16, qo, qm = native_sets(q, q_offsets, q_mask, "query_offsets")
+    da, _, do, dm = native_sets(d, d_offsets, d_mask, "document_offsets")
+    return (qa, qo, qm, da, do, dm), bf16
+
+
 def _pairs(q_offsets: Tensor, d_offsets: Tensor, paired: bool):
     nq, nd = q_offsets.shape[0] - 1, d_offsets.shape[0] - 1
     return nq if paired else nq * nd
@@ -74,15 +84,9 @@ def maxsim_fwd(
         are empty (``[0]`` / ``[0, 0]``). Argmax positions are local to the other side's set,
         -1 for padding/masked positions or when the other side has no valid token.
     """
-    qa, bf16, qo, qm = native_sets(q, q_offsets, q_mask, "query_offsets")
-    da, _, do, dm = native_sets(d, d_offsets, d_mask, "document_offsets")
+    sides, bf16 = _native_sides(q, q_offsets, q_mask, d, d_offsets, d_mask)
     q2d, qarg, d2q, darg = _native.maxsim.forward(
-        qa,
-        qo,
-        qm,
-        da,
-        do,
-        dm,
+        *sides,
         bf16=bf16,
         paired=paired,
         q2d_argmax=want_argmax,
@@ -131,8 +135,8 @@ def maxsim_bwd(
     ``grad_*`` are ``[P]`` (any float dtype), ``*_argmax`` the ``[P, l]`` int32 outputs of the
     forward; pass None for a direction that carries no gradient. Masked rows get zero.
     """
-    qa, bf16, qo, qm = native_sets(q, q_offsets, q_mask, "query_offsets")
-    da, _, do, dm = native_sets(d, d_offsets, d_mask, "document_offsets")
+    sides, bf16 = _native_sides(q, q_offsets, q_mask, d, d_offsets, d_mask)
+    qo, do = sides[1], sides[4]
 
     def g(x: Tensor | None) -> np.ndarray | None:
         return None if x is None else as_native(x, np.float32)
@@ -143,12 +147,7 @@ def maxsim_bwd(
         return None if x is None else as_native(x[:, : longest_set(offsets)], np.int32)
 
     dq, dd = _native.maxsim.backward(
-        qa,
-        qo,
-        qm,
-        da,
-        do,
-        dm,
+        *sides,
         bf16=bf16,
         paired=paired,
         grad_q2d=g(grad_q2d),

@@ -53,7 +53,8 @@ def _pair_sets(q, q_offsets, q_mask, d, d_offsets, d_mask, names, paired, max_le
         )
     if paired and q.n != d.n:
         raise ValueError(
-            f"{names[1]}: paired scoring needs as many sets as {names[0]}, got {q.n} {names[0]} and {d.n} {names[1]}"
+            f"{names[1]}: paired scoring needs as many sets as {names[0]}, "
+            f"got {q.n} {names[0]} and {d.n} {names[1]}"
         )
     return q, d, dtype_name(q.data), q.n if paired else q.n * d.n
 
@@ -163,7 +164,8 @@ def maxsim_backward(
         # q2d: A = queries, B = documents. d2q: the roles swap (and all-pairs outputs transpose).
         a, b, ga, gb, transpose = (qa, da, dq, dd, False) if name == "q2d" else (da, qa, dd, dq, True)
         lb_max = ld_max if name == "q2d" else lq_max
-        args = (a, b, dim, paired, transpose, l_max, lb_max, g.data_ptr(), arg.data_ptr(), ga.data_ptr(), gb.data_ptr())  # fmt: skip
+        ptrs = (g.data_ptr(), arg.data_ptr(), ga.data_ptr(), gb.data_ptr())
+        args = (a, b, dim, paired, transpose, l_max, lb_max, *ptrs)
         _native.cuda.maxsim_backward(dt, dev, stream, "gather_a", *args)
         _native.cuda.maxsim_backward(dt, dev, stream, scatter, *args)
     return dq, dd
