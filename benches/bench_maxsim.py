@@ -14,7 +14,7 @@ Usage::
     python benches/bench_maxsim.py            # full sizes (a few minutes on 2 cores)
     python benches/bench_maxsim.py --quick    # small sizes, a smoke run of seconds
 
-mlvec is called through ``mlvec._native.maxsim_forward`` with pre-packed arrays (rows + offsets),
+mlvec is called through ``mlvec._native.maxsim.forward`` with pre-packed arrays (rows + offsets),
 so the numbers are the kernel's, without Python-side conversion.
 """
 
@@ -99,7 +99,7 @@ def time_one_query(case, q, flat, do, padded, mask, peer, repeats, evict):
     qt, pt = torch.from_numpy(q)[None], torch.from_numpy(padded)
     mt = None if mask is None else torch.from_numpy(mask)
     methods = {
-        "mlvec": lambda: _native.maxsim_forward(q, qo, None, flat, do, None)[0],
+        "mlvec": lambda: _native.maxsim.forward(q, qo, None, flat, do, None)[0],
         "torch einsum": lambda: einsum_scores(qt, pt, mt),
     }
     if maxsim_cpu is not None:
@@ -139,7 +139,7 @@ def case_all_pairs(rng, nq, nd, lq, ld, dim, repeats, evict=None):
     qt, dt = torch.from_numpy(qs), torch.from_numpy(docs)
 
     def mlvec():
-        return _native.maxsim_forward(qflat, qo, None, dflat, do, None)[0]
+        return _native.maxsim.forward(qflat, qo, None, dflat, do, None)[0]
 
     methods = {"mlvec": mlvec, "torch einsum": lambda: einsum_chunked(qt, dt, None, 8)}
     if maxsim_cpu is not None:
@@ -157,11 +157,11 @@ def case_bf16(rng, n_docs, ld, lq, dim, repeats, evict=None):
     dt = torch.from_numpy(flat).to(torch.bfloat16).reshape(n_docs, ld, dim)
 
     def mlvec_bf16():
-        return _native.maxsim_forward(qb, qo, None, db, do, None, bf16=True)[0]
+        return _native.maxsim.forward(qb, qo, None, db, do, None, bf16=True)[0]
 
     methods = {
         "mlvec bf16": mlvec_bf16,
-        "mlvec fp32": lambda: _native.maxsim_forward(q, qo, None, flat, do, None)[0],
+        "mlvec fp32": lambda: _native.maxsim.forward(q, qo, None, flat, do, None)[0],
         "torch einsum bf16": lambda: einsum_scores(qt, dt, None),
     }
     ref = einsum_scores(qt.float(), dt.float(), None).numpy()

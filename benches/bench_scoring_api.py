@@ -1,6 +1,6 @@
 """What the public scoring API costs on top of the native kernel, in one process.
 
-Times, on the same data, ``_native.maxsim_forward`` called directly on packed rows against
+Times, on the same data, ``_native.maxsim.forward`` called directly on packed rows against
 ``mlvec.maxsim`` with numpy (padded + mask), with and without the NaN/inf check, with torch
 tensors (the custom op), with torch tensors that require grad (argmax positions kept), and the
 backward pass. Prints medians and the ratio to the direct native call; the API should add little.
@@ -64,15 +64,15 @@ def main() -> None:
     def native_then_python_check():
         python_check_finite(q_rows, False, None, "queries")
         python_check_finite(rows, False, flat_mask, "documents")
-        _native.maxsim_forward(q_rows, q_offsets, None, rows, offsets, flat_mask)
+        _native.maxsim.forward(q_rows, q_offsets, None, rows, offsets, flat_mask)
 
     cases = [
-        ("_native.maxsim_forward (packed)", lambda: _native.maxsim_forward(
+        ("_native.maxsim.forward (packed)", lambda: _native.maxsim.forward(
             q_rows, q_offsets, None, rows, offsets, flat_mask)),
-        ("_native, check_finite=True (fused)", lambda: _native.maxsim_forward(
+        ("_native, check_finite=True (fused)", lambda: _native.maxsim.forward(
             q_rows, q_offsets, None, rows, offsets, flat_mask, check_finite=True)),
         ("_native + separate numpy finite pass", native_then_python_check),
-        ("_native, d2q=True (FILIP)", lambda: _native.maxsim_forward(
+        ("_native, d2q=True (FILIP)", lambda: _native.maxsim.forward(
             q_rows, q_offsets, None, rows, offsets, flat_mask, d2q=True)),
         ("mlvec.maxsim numpy, check_finite=False", lambda: mlvec.maxsim(
             q, d, document_mask=mask, check_finite=False)),

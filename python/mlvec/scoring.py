@@ -47,12 +47,13 @@ import numpy as np
 from mlvec import _native
 from mlvec._arrays import (
     Packed,
-    check_device,
-    check_layout,
+    as_tensor,
+    check_same_device,
     describe,
     dtype_name,
     is_tensor,
     pack_numpy,
+    pack_torch,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ else:
     ArrayLike = Any
 
 __all__ = ["maxsim", "filip_maxsim", "rerank"]
+
+_QUERIES = ("queries", "query_mask", "query_offsets")
+_DOCUMENTS = ("documents", "document_mask", "document_offsets")
 
 
 @dataclass
@@ -79,22 +83,23 @@ class _Scores:
     paired: bool
 
 
-def _check_pair(qdim: int, ddim: int, qdtype: str, ddtype: str, nq: int, nd: int, paired: bool) -> None:
-    if qdim == 0:
+def _check_pair(q: Packed, d: Packed, paired: bool) -> None:
+    if q.dim == 0:
         raise ValueError("queries: embedding dimension must be at least 1, got 0")
-    if qdim != ddim:
-        raise ValueError(f"documents: embedding dimension {ddim} does not match the queries' {qdim}")
+    if q.dim != d.dim:
+        raise ValueError(f"documents: embedding dimension {d.dim} does not match the queries' {q.dim}")
+    qdtype, ddtype = dtype_name(q.data), dtype_name(d.data)
     if qdtype != ddtype:
         raise TypeError(f"documents: dtype {ddtype} does not match the queries' {qdtype}; cast one side")
-    if paired and nq != nd:
+    if paired and q.n != d.n:
         raise ValueError(
-            f"documents: paired scoring needs as many documents as queries, got {nq} queries and {nd} documents"
+            f"documents: paired scoring needs as many documents as queries, got {q.n} queries and {d.n} documents"
         )
 
 
 def _score_numpy(q: Packed, d: Packed, paired: bool, want_d2q: bool, check_finite: bool) -> _Scores:
-    _check_pair(q.dim, d.dim, dtype_name(q.data), dtype_name(d.data), q.n, d.n, paired)
-    q2d, _, d2q, _ = _native.maxsim_forward(
+    _check_pair(q, d, paired)
+    q2d, _, d2q, _ = _native.maxsim.forward(
         q.data,
         q.offsets,
         q.mask,
@@ -107,77 +112,6 @@ def _score_numpy(q: Packed, d: Packed, paired: bool, want_d2q: bool, check_finit
         check_finite=check_finite,
     )
     return _Scores(q2d, d2q, q.valid_counts(), d.valid_counts(), q.n, d.n, q.single, paired)
-
-
-@dataclass
-class _TorchSets:
-    data: Any  # [rows, dim] tensor (keeps the autograd graph to the caller's tensor)
-    offsets: Any  # [n + 1] int64 tensor
-    mask: Any  # [rows] bool tensor or None
-    n: int
-    lmax: int
-    single: bool
-
-    def valid_counts(self):
-        import torch
-
-        if self.mask is None:
-            return self.offsets[1:] - self.offsets[:-1]
-        c = torch.nn.functional.pad(torch.cumsum(self.mask, 0, dtype=torch.int64), (1, 0))
-        return c[self.offsets[1:]] - c[self.offsets[:-1]]
-
-
-def _as_tensor(x: Any):
-    import torch
-
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-
-
-def _torch_mask(mask: Any, name: str, shape: tuple[int, ...], device: Any):
-    import torch
-
-    m = _as_tensor(mask)
-    if m.device != device:
-        check_device(m, name, allow_cuda=True)
-        # Masks follow their embeddings (a small copy), so a CPU mask may go with CUDA tokens.
-        m = m.to(device)
-    if m.dtype != torch.bool:
-        if m.dtype.is_floating_point or m.dtype.is_complex:
-            raise TypeError(f"{name}: expected a bool (or 0/1 integer) mask, got {describe(m)}")
-        m = m != 0
-    if tuple(m.shape) != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)} to match the embeddings, got {tuple(m.shape)}")
-    return m.reshape(-1)
-
-
-def _pack_torch(x: Any, mask: Any, offsets: Any, name: str, mask_name: str, offsets_name: str) -> _TorchSets:
-    import torch
-
-    layout = check_layout(x, mask, offsets, name, mask_name, offsets_name, allow_cuda=True)
-    dev = x.device
-    if layout == "padded":
-        n, length, dim = x.shape
-        data = x.reshape(n * length, dim)
-        offs = torch.arange(n + 1, dtype=torch.int64, device=dev) * length
-        m = None if mask is None else _torch_mask(mask, mask_name, (n, length), dev)
-        return _TorchSets(data, offs, m, n, length, False)
-    rows = x.shape[0]
-    m = None if mask is None else _torch_mask(mask, mask_name, (rows,), dev)
-    if layout == "single":
-        return _TorchSets(x, torch.tensor([0, rows], dtype=torch.int64, device=dev), m, 1, rows, True)
-    offs = _as_tensor(offsets)
-    if offs.device != dev:
-        check_device(offs, offsets_name, allow_cuda=True)
-        offs = offs.to(dev)
-    if offs.dtype == torch.bool or offs.dtype.is_floating_point or offs.dtype.is_complex:
-        raise TypeError(f"{offsets_name}: expected integer offsets, got {describe(offs)}")
-    if offs.ndim != 1 or offs.shape[0] == 0:
-        raise ValueError(f"{offsets_name}: expected a 1-D [n + 1] array with n + 1 >= 1, got {describe(offs)}")
-    offs = offs.to(torch.int64)
-    # Offsets values are validated inside the op (on real data, so that tracing never branches on
-    # them); the widest set only sizes the argmax outputs.
-    lmax = int((offs[1:] - offs[:-1]).max()) if offs.shape[0] > 1 else 0
-    return _TorchSets(x, offs, m, offs.shape[0] - 1, max(lmax, 0), False)
 
 
 def _score_torch(
@@ -194,16 +128,10 @@ def _score_torch(
 
     qm, qo, dm, do = masks_offsets
     # A numpy side next to a torch side becomes a tensor sharing its memory.
-    queries, documents = _as_tensor(queries), _as_tensor(documents)
-    q = _pack_torch(queries, qm, qo, "queries", "query_mask", "query_offsets")
-    d = _pack_torch(documents, dm, do, "documents", "document_mask", "document_offsets")
-    _check_pair(
-        q.data.shape[1], d.data.shape[1], dtype_name(q.data), dtype_name(d.data), q.n, d.n, paired
-    )
-    if q.data.device != d.data.device:
-        raise ValueError(
-            f"documents: on {d.data.device}, but the queries are on {q.data.device}; put both on one device"
-        )
+    q = pack_torch(as_tensor(queries), qm, qo, *_QUERIES)
+    d = pack_torch(as_tensor(documents), dm, do, *_DOCUMENTS)
+    _check_pair(q, d, paired)
+    check_same_device(d.data, "documents", q.data.device, other="queries")
     needs_grad = torch.is_grad_enabled() and (q.data.requires_grad or d.data.requires_grad)
     q2d, _, d2q, _ = maxsim_fwd(
         q.data,
@@ -212,8 +140,8 @@ def _score_torch(
         d.data,
         d.offsets,
         d.mask,
-        q.lmax,
-        d.lmax,
+        q.longest,
+        d.longest,
         paired,
         needs_grad,
         want_d2q,
@@ -247,8 +175,8 @@ def _score(
     for x, name in ((queries, "queries"), (documents, "documents")):
         if not isinstance(x, np.ndarray):
             raise TypeError(f"{name}: expected a numpy array or a torch tensor, got {describe(x)}")
-    q = pack_numpy(queries, query_mask, query_offsets, "queries", "query_mask", "query_offsets")
-    d = pack_numpy(documents, document_mask, document_offsets, "documents", "document_mask", "document_offsets")
+    q = pack_numpy(queries, query_mask, query_offsets, *_QUERIES)
+    d = pack_numpy(documents, document_mask, document_offsets, *_DOCUMENTS)
     return _score_numpy(q, d, bool(paired), want_d2q, check_finite)
 
 

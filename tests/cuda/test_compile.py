@@ -46,7 +46,7 @@ def test_nvrtc_version_is_reported():
     import mlvec.cuda
 
     mlvec.cuda._configure()
-    major, minor = _native.cuda_nvrtc_version()
+    major, minor = _native.cuda.nvrtc_version()
     assert major >= 11 and minor >= 0
 
 
@@ -71,15 +71,15 @@ def test_cuda_available_gives_a_reason_when_not():
 def test_native_launch_validates_before_touching_the_driver():
     # Paired scoring with unequal set counts is refused without any CUDA call.
     with pytest.raises(ValueError, match="paired"):
-        _native.cuda_maxsim_forward("float32", 0, 0, (1, 1, 0, 2), (1, 1, 0, 3), 8, True, False, 1, 1, 1, 0, 0, 0)
+        _native.cuda.maxsim_forward("float32", 0, 0, (1, 1, 0, 2), (1, 1, 0, 3), 8, True, False, 1, 1, 1, 0, 0, 0)
     with pytest.raises(ValueError, match="dtype"):
-        _native.cuda_maxsim_forward("int8", 0, 0, (1, 1, 0, 2), (1, 1, 0, 2), 8, True, False, 1, 1, 1, 0, 0, 0)
+        _native.cuda.maxsim_forward("int8", 0, 0, (1, 1, 0, 2), (1, 1, 0, 2), 8, True, False, 1, 1, 1, 0, 0, 0)
     with pytest.raises(ValueError, match="kind"):
-        _native.cuda_maxsim_backward(
+        _native.cuda.maxsim_backward(
             "float32", 0, 0, "sideways", (1, 1, 0, 1), (1, 1, 0, 1), 8, True, False, 1, 1, 1, 1, 1, 1
         )
     with pytest.raises(ValueError, match="k"):
-        _native.cuda_select_k(0, 0, 1, 0, 1, 10, 0, 1, 1)
+        _native.cuda.select_k(0, 0, 1, 0, 1, 10, 0, 1, 1)
 
 
 def test_wrappers_refuse_cpu_tensors():

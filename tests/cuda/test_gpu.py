@@ -99,7 +99,7 @@ def _cpu_native(q, qo, qm, d, do, dm, paired, **kw):
             return t.cpu().view(torch.int16).numpy().view(np.uint16)
         return t.cpu().numpy()
 
-    return _native.maxsim_forward(
+    return _native.maxsim.forward(
         arr(q), qo.cpu().numpy(), None if qm is None else qm.cpu().numpy(),
         arr(d), do.cpu().numpy(), None if dm is None else dm.cpu().numpy(),
         bf16=q.dtype == torch.bfloat16, paired=paired, **kw,
@@ -150,7 +150,7 @@ def test_forward_sums_on_random_data(dtype):
 
 
 def test_forward_long_documents_use_the_swapped_pass():
-    _, _, max_cols, _, _ = _native.cuda_limits()
+    _, _, max_cols, _, _ = _native.cuda.limits()
     rng = np.random.default_rng(5)
     q, qo, qm, q64 = _sets(rng, [9, 3], 16, torch.bfloat16, integer=True)
     d, do, dm, d64 = _sets(rng, [max_cols + 37, 4], 16, torch.bfloat16, integer=True, mask_p=0.2)
@@ -224,7 +224,7 @@ def test_backward_matches_cpu_and_reference(dtype, paired, deterministic):
     rq, rd = _np_backward(q64, qo, d64, do, paired, gq.double().cpu().numpy(), gd.double().cpu().numpy(), ref_qa, ref_da)
     np.testing.assert_allclose(dq.cpu().numpy(), rq, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(dd.cpu().numpy(), rd, rtol=1e-5, atol=1e-4)
-    cq, cd = _native.maxsim_backward(
+    cq, cd = _native.maxsim.backward(
         _arr(q), qo.cpu().numpy(), qm.cpu().numpy(), _arr(d), do.cpu().numpy(), dm.cpu().numpy(),
         bf16=dtype == torch.bfloat16, paired=paired, grad_q2d=gq.cpu().numpy(), q2d_argmax=fwd[1].cpu().numpy(),
         grad_d2q=gd.cpu().numpy(), d2q_argmax=fwd[3].cpu().numpy(),

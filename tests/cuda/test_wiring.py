@@ -64,7 +64,7 @@ class _CpuStandIn(types.SimpleNamespace):
 
     @staticmethod
     def maxsim_forward(q, qo, qm, d, do, dm, *, paired, q2d_argmax, d2q, d2q_argmax, max_lens):
-        s, qa, ds, da = _native.maxsim_forward(
+        s, qa, ds, da = _native.maxsim.forward(
             _to_np(q), qo.numpy(), None if qm is None else qm.numpy(), _to_np(d), do.numpy(),
             None if dm is None else dm.numpy(), bf16=q.dtype == torch.bfloat16, paired=paired,
             q2d_argmax=q2d_argmax, d2q=d2q or d2q_argmax, d2q_argmax=d2q_argmax,
@@ -90,7 +90,7 @@ class _CpuStandIn(types.SimpleNamespace):
         lq, ld = kw["max_lens"]
         for arg, width in ((q2d_argmax, lq), (d2q_argmax, ld)):
             assert arg is None or arg.shape[1] == width
-        dq, dd = _native.maxsim_backward(
+        dq, dd = _native.maxsim.backward(
             _to_np(q), qo.numpy(), None if qm is None else qm.numpy(), _to_np(d), do.numpy(),
             None if dm is None else dm.numpy(), bf16=q.dtype == torch.bfloat16, paired=paired,
             grad_q2d=None if grad_q2d is None else grad_q2d.float().numpy(),

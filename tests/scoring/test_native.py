@@ -1,6 +1,6 @@
 """The native MaxSim functions against a plain numpy float64 reference.
 
-Token sets are packed rows + int64 offsets + optional bool mask, as `_native.pyi` documents.
+Token sets are packed rows + int64 offsets + optional bool mask, as `_native/maxsim.pyi` documents.
 bfloat16 travels as its uint16 bits (made with torch, the usual source of bf16 tensors).
 """
 
@@ -83,7 +83,7 @@ def reference(q, qo, qm, d, do, dm, paired):
 def run(q, qo, qm, d, do, dm, dtype, paired):
     qn, bf = to_native(q, dtype)
     dn, _ = to_native(d, dtype)
-    out = _native.maxsim_forward(
+    out = _native.maxsim.forward(
         qn, qo, qm, dn, do, dm, bf16=bf, paired=paired, q2d_argmax=True, d2q=True, d2q_argmax=True
     )
     return out, as_f64(qn, bf), as_f64(dn, bf)
@@ -148,7 +148,7 @@ def test_empty_and_all_masked_sets():
     qo = np.array([0, 2, 2, 3], np.int64)  # query 1 is empty
     do = np.array([0, 2, 4], np.int64)
     dm = np.array([True, True, False, False])  # document 1 is all masked
-    q2d, qa, d2q, da = _native.maxsim_forward(
+    q2d, qa, d2q, da = _native.maxsim.forward(
         q, qo, None, d, do, dm, q2d_argmax=True, d2q=True, d2q_argmax=True
     )
     q2d, d2q = q2d.reshape(3, 2), d2q.reshape(3, 2)
@@ -160,7 +160,7 @@ def test_empty_and_all_masked_sets():
     assert (qa.reshape(3, 2, 2)[:, 1] == -1).all() and (da.reshape(3, 2, 2)[:, 1] == -1).all()
     assert (da.reshape(3, 2, 2)[1] == -1).all()
     # Nothing to score at all.
-    out = _native.maxsim_forward(q[:0], np.array([0], np.int64), None, d, do, None)
+    out = _native.maxsim.forward(q[:0], np.array([0], np.int64), None, d, do, None)
     assert out[0].shape == (0,)
 
 
@@ -173,7 +173,7 @@ def test_thread_count_does_not_change_results():
         outs = []
         for n in (1, 2, 3):
             _native.set_num_threads(n)
-            outs.append(_native.maxsim_forward(q, qo, None, d, do, None, q2d_argmax=True, d2q=True))
+            outs.append(_native.maxsim.forward(q, qo, None, d, do, None, q2d_argmax=True, d2q=True))
     finally:
         _native.set_num_threads(before)
     for o in outs[1:]:
@@ -195,7 +195,7 @@ def test_backward_matches_float64_scatter(dtype, paired):
     g2 = rng.standard_normal(len(da)).astype(np.float32)
     qn, bf = to_native(q, dtype)
     dn, _ = to_native(d, dtype)
-    dq, dd = _native.maxsim_backward(
+    dq, dd = _native.maxsim.backward(
         qn, qo, qm, dn, do, dm, bf16=bf, paired=paired, grad_q2d=g1, q2d_argmax=qa, grad_d2q=g2, d2q_argmax=da
     )
     assert dq.shape == q.shape and dd.shape == d.shape and dq.dtype == np.float32
@@ -244,7 +244,7 @@ def test_bad_input_names_the_argument(change, exc, words):
     args = dict(q=q, q_offsets=qo, q_mask=None, d=d, d_offsets=do, d_mask=None, paired=False)
     change(args)
     with pytest.raises(exc) as err:
-        _native.maxsim_forward(**args)
+        _native.maxsim.forward(**args)
     for w in words:
         assert w in str(err.value), str(err.value)
 
@@ -254,9 +254,9 @@ def test_backward_bad_argmax_is_a_value_error():
     g = np.ones(4, np.float32)
     bad = np.full((4, 2), 7, np.int32)  # documents have 3 rows
     with pytest.raises(ValueError, match="q2d_argmax"):
-        _native.maxsim_backward(q, qo, None, d, do, None, grad_q2d=g, q2d_argmax=bad)
+        _native.maxsim.backward(q, qo, None, d, do, None, grad_q2d=g, q2d_argmax=bad)
     with pytest.raises(ValueError, match="q2d"):
-        _native.maxsim_backward(q, qo, None, d, do, None, grad_q2d=g[:3], q2d_argmax=bad[:3])
+        _native.maxsim.backward(q, qo, None, d, do, None, grad_q2d=g[:3], q2d_argmax=bad[:3])
 
 
 # --- check_finite: the kernel's fused NaN/inf check -------------------------------------------
@@ -285,7 +285,7 @@ def expected_error(q, qb, qo, qm, d, db, do, dm):
 
 
 def forward_checked(q, qb, qo, qm, d, do, dm, paired, **kw):
-    return _native.maxsim_forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired, check_finite=True, **kw)
+    return _native.maxsim.forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired, check_finite=True, **kw)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -311,13 +311,13 @@ def test_check_finite_names_side_row_and_set(dtype, paired, side, bad):
         forward_checked(q, qb, qo, qm, d, do, dm, paired, d2q=True)
     assert str(e.value) == want
     # The default (no check) scores the same input without complaint.
-    _native.maxsim_forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired)
+    _native.maxsim.forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired)
     # Only masked rows bad: accepted, and the scores are those of the unchecked call.
     x32[r_bad, 19] = x32[valid[-1], 0] = 1.0
     q, _ = to_native(q32, dtype)
     d, _ = to_native(d32, dtype)
     got = forward_checked(q, qb, qo, qm, d, do, dm, paired, d2q=True)
-    plain = _native.maxsim_forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired, d2q=True)
+    plain = _native.maxsim.forward(q, qo, qm, d, do, dm, bf16=qb, paired=paired, d2q=True)
     np.testing.assert_array_equal(got[0], plain[0])
     np.testing.assert_array_equal(got[2], plain[2])
 
@@ -354,7 +354,7 @@ def test_check_finite_half_overflow_is_inf_and_large_finite_is_accepted(dtype):
     qo = np.array([0, 2], np.int64)
     # Huge finite inputs (whose bfloat16 dot products overflow to inf) are not an input error.
     scores, *_ = forward_checked(q, qb, qo, None, q, qo, None, False)
-    plain, *_ = _native.maxsim_forward(q, qo, None, q, qo, None, bf16=qb)
+    plain, *_ = _native.maxsim.forward(q, qo, None, q, qo, None, bf16=qb)
     np.testing.assert_array_equal(scores, plain)
     assert np.isinf(scores).all() == (dtype == "bfloat16")
     # A float32 value past the half type's range becomes inf when converted: rejected.

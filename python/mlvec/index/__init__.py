@@ -68,7 +68,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mlvec import _native
-from mlvec.index._convert import as_ids, as_matrix, bf16_bits_to_float32, float32_to_bf16_bits
+from mlvec._arrays import as_allow_mask, as_ids, as_matrix, bf16_bits_to_float32, float32_to_bf16_bits
 from mlvec.index._training import training_warning
 
 __all__ = [
@@ -275,11 +275,7 @@ class Index:
         """
         a, b = as_matrix(queries, "queries", bf16=bf16)
         ai = None if allow_ids is None else as_ids(allow_ids, "allow_ids")
-        am = None
-        if allow_mask is not None:
-            am = np.ascontiguousarray(np.asarray(allow_mask))
-            if am.dtype != np.bool_ or am.ndim != 1:
-                raise TypeError(f"allow_mask: expected a 1-D bool array, got {am.dtype} {am.shape}")
+        am = None if allow_mask is None else as_allow_mask(allow_mask, "allow_mask")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k: expected an int, got {type(k).__name__}")
         return self._native.search(
@@ -316,7 +312,7 @@ def index_factory(
         kind = kind.factory_string()
     if not isinstance(kind, str):
         raise TypeError(f"kind: expected a description string or IndexConfig, got {type(kind).__name__}")
-    return Index(_native.NativeIndex(int(dim), kind, metric, int(seed)))
+    return Index(_native.index.NativeIndex(int(dim), kind, metric, int(seed)))
 
 
 def load(path: str | os.PathLike[str], mmap: bool = True) -> Index:
@@ -325,4 +321,4 @@ def load(path: str | os.PathLike[str], mmap: bool = True) -> Index:
     With ``mmap=True`` the arrays stay in the memory-mapped file until the index is modified.
     Truncated, corrupted, foreign or newer-version files raise :class:`mlvec.FormatError`.
     """
-    return Index(_native.NativeIndex.load(os.fspath(path), mmap))
+    return Index(_native.index.NativeIndex.load(os.fspath(path), mmap))

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from mlvec import _native
+from mlvec._arrays import numpy_view
 from mlvec.losses._dist import Comm, RingPass, all_gather_rows, all_reduce_
 
 Tensors = tuple[torch.Tensor, ...]
@@ -244,12 +245,12 @@ def _forward(pb: Problem, rows: Tensors, cols: Tensors, scale: float, bias: floa
                 lr, lc, _ = sc.logits(_slice(rows, i0, i1), ct, scale, 0.0 if native else bias, False)
                 pr, pc = pairs.in_tile(i0, i1, g0, g1)
                 if native and sigmoid:
-                    total += _native.contrastive_sigmoid_loss(lr.detach().numpy(), bias)
+                    total += _native.contrastive.sigmoid_loss(numpy_view(lr), bias)
                     total -= float(lr[pr, pc - g0].sum(dtype=torch.float64)) + bias * len(pr)
                     continue
                 if native:
                     # One cache-resident pass: bias added in place, row and column log-sum-exps.
-                    rl, cl = _native.contrastive_softmax_stats(lr.detach().numpy(), bias, cols=sym)
+                    rl, cl = _native.contrastive.softmax_stats(numpy_view(lr), bias, cols=sym)
                     torch.logaddexp(lse_r[i0:i1], torch.from_numpy(rl), out=lse_r[i0:i1])
                     wr = w_r[i0:i1]
                     coef = wr[pr] * inv_n[i0:i1][pr] * (1.0 - eps)
@@ -337,13 +338,13 @@ def _tile_grads_native(
     if pb.kind == "sigmoid":
         # The positives' logits before the kernel overwrites the tile (the loss needs them).
         pos = float(lr[pr, pc - g0].sum(dtype=torch.float64)) + bias * len(pr) if with_loss else 0.0
-        sp, total = _native.contrastive_sigmoid_loss_grad(lr.detach().numpy(), bias, 1.0 / na_glob)
+        sp, total = _native.contrastive.sigmoid_loss_grad(numpy_view(lr), bias, 1.0 / na_glob)
         loss = (sp - pos) / na_glob if with_loss else 0.0
         lr[pr, pc - g0] -= 1.0 / na_glob
         return lr, None, total - len(pr) / na_glob, loss
     sym = pb.symmetric
-    shift_c = sv["shift_c"][g0:g1].numpy() if sym else None
-    _native.contrastive_softmax_grad(lr.detach().numpy(), bias, sv["shift_r"][i0:i1].numpy(), shift_c)
+    shift_c = numpy_view(sv["shift_c"][g0:g1]) if sym else None
+    _native.contrastive.softmax_grad(numpy_view(lr), bias, numpy_view(sv["shift_r"][i0:i1]), shift_c)
     wr = sv["w_r"][i0:i1]
     if eps:
         lr.sub_((eps / nb_glob) * wr[:, None])

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from mlvec import _native
+from mlvec._arrays import Packed, as_native, pack_numpy
 from mlvec.losses._engine import Scorer, Tensors
 
 
@@ -50,14 +51,14 @@ class DenseScorer(Scorer):
         torch.addmm(d_cols, g.T, rows[0], out=d_cols)
 
 
-def _packed(tokens: torch.Tensor, mask: torch.Tensor | None, bf16: bool):
+def _packed(tokens: torch.Tensor, mask: torch.Tensor | None, name: str) -> Packed:
     """A ``[n, L, d]`` token tensor as the native kernel's packed layout (views, no copies)."""
-    n, length, d = tokens.shape
-    flat = tokens.reshape(n * length, d)
-    arr = flat.view(torch.int16).numpy().view(np.uint16) if bf16 else flat.numpy()
-    offsets = np.arange(0, n * length + 1, length, dtype=np.int64)
-    m = None if mask is None else mask.reshape(n * length).numpy()
-    return arr, offsets, m
+    return pack_numpy(tokens, mask, None, name, f"{name} mask", f"{name} offsets")
+
+
+def _flat_f32(g: torch.Tensor) -> np.ndarray:
+    """Per-pair gradients ``[n, m]`` as the native backward's flat float32 ``[n * m]``."""
+    return as_native(g.reshape(-1), np.float32)
 
 
 class LateInteractionScorer(Scorer):
@@ -75,7 +76,6 @@ class LateInteractionScorer(Scorer):
         self.mode = mode
         self.shared = mode == "colbert"
         self.native = device.type == "cpu" and dtype in (torch.float32, torch.float16, torch.bfloat16)
-        self.bf16 = dtype == torch.bfloat16
         self.compute_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         self.grad_dtype = self.compute_dtype
         if not self.native:
@@ -85,12 +85,12 @@ class LateInteractionScorer(Scorer):
     def _native_sim(self, rows: Tensors, cols: Tensors, need_grad: bool):
         (ta, ma), (tb, mb) = rows, cols
         n, m = ta.shape[0], tb.shape[0]
-        qa, qo, qm = _packed(ta, ma, self.bf16)
-        da, do, dm = _packed(tb, mb, self.bf16)
+        a, b = _packed(ta, ma, "rows"), _packed(tb, mb, "cols")
         filip = self.mode == "filip"
-        q2d, q_arg, d2q, d_arg = _native.maxsim_forward(
-            qa, qo, qm, da, do, dm, bf16=self.bf16, q2d_argmax=need_grad, d2q=filip, d2q_argmax=need_grad and filip
-        )
+        q2d, q_arg, d2q, d_arg = _native.maxsim.forward(
+            a.data, a.offsets, a.mask, b.data, b.offsets, b.mask,
+            bf16=a.bf16, q2d_argmax=need_grad, d2q=filip, d2q_argmax=need_grad and filip,
+        )  # fmt: skip
         sim_r = torch.from_numpy(q2d).view(n, m)
         if not filip:
             return sim_r, sim_r, (q_arg, None)
@@ -102,24 +102,19 @@ class LateInteractionScorer(Scorer):
 
     def _native_backward(self, rows, cols, g_rows, g_cols, cache):
         (ta, ma), (tb, mb) = rows, cols
-        qa, qo, qm = _packed(ta, ma, self.bf16)
-        da, do, dm = _packed(tb, mb, self.bf16)
+        a, b = _packed(ta, ma, "rows"), _packed(tb, mb, "cols")
         if self.mode == "colbert":
             g = g_rows if g_cols is None else g_rows + g_cols
-            dq, dd = _native.maxsim_backward(
-                qa, qo, qm, da, do, dm, bf16=self.bf16,
-                grad_q2d=np.ascontiguousarray(g.to(torch.float32).numpy().ravel()), q2d_argmax=cache[0],
-            )  # fmt: skip
+            grads = {"grad_q2d": _flat_f32(g), "q2d_argmax": cache[0]}
         else:
             q_arg, d_arg, na, nb = cache
-            gq = (g_rows / na[:, None]).to(torch.float32).contiguous().numpy().ravel()
-            gd = None
+            # FILIP's sims are means: the sums' gradients divide by the valid counts.
+            grads = {"grad_q2d": _flat_f32(g_rows / na[:, None]), "q2d_argmax": q_arg}
             if g_cols is not None:
-                gd = (g_cols / nb[None, :]).to(torch.float32).contiguous().numpy().ravel()
-            dq, dd = _native.maxsim_backward(
-                qa, qo, qm, da, do, dm, bf16=self.bf16,
-                grad_q2d=gq, q2d_argmax=q_arg, grad_d2q=gd, d2q_argmax=None if gd is None else d_arg,
-            )  # fmt: skip
+                grads.update(grad_d2q=_flat_f32(g_cols / nb[None, :]), d2q_argmax=d_arg)
+        dq, dd = _native.maxsim.backward(
+            a.data, a.offsets, a.mask, b.data, b.offsets, b.mask, bf16=a.bf16, **grads
+        )
         return torch.from_numpy(dq).view(ta.shape), torch.from_numpy(dd).view(tb.shape)
 
     # -- torch path (float64, non-CPU devices) ------------------------------------------------

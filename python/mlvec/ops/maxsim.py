@@ -5,7 +5,7 @@ Both ops read token sets *packed* (``[rows, dim]`` + ``int64`` offsets ``[n + 1]
 into that form with a reshape. The forward returns, per scored pair, the ColBERT sum
 ``q2d`` (and FILIP's other direction ``d2q`` when asked) plus the argmax positions the backward
 needs: the gradient is a gather for the queries and a scatter-add for the documents, done in Rust
-(``_native.maxsim_backward``), so nothing of size ``[Lq, Ld]`` per pair is ever kept.
+(``_native.maxsim.backward``), so nothing of size ``[Lq, Ld]`` per pair is ever kept.
 
 Both ops have fake (meta) implementations, so they trace under ``torch.compile``; the backward is
 itself an op, so compiled training steps keep it in the graph. Double backward is not supported.
@@ -16,17 +16,19 @@ import torch
 from torch import Tensor
 
 from mlvec import _native
-from mlvec._arrays import check_offsets, tensor_view
+from mlvec._arrays import as_native, longest_set, native_sets
 
 __all__ = ["maxsim_fwd", "maxsim_bwd"]
 
 
-def _sets(x: Tensor, offsets: Tensor, mask: Tensor | None, name: str, offsets_name: str):
-    data, bf16 = tensor_view(x)
-    offs = np.ascontiguousarray(offsets.detach().numpy(), dtype=np.int64)
-    check_offsets(offs, data.shape[0], offsets_name)
-    m = None if mask is None else np.ascontiguousarray(mask.detach().numpy())
-    return data, bf16, offs, m
+def _native_sides(
+    q: Tensor, q_offsets: Tensor, q_mask: Tensor | None, d: Tensor, d_offsets: Tensor, d_mask: Tensor | None
+):
+    """Both sides as the native kernels' positional arguments ``(q, q_offsets, q_mask, d,
+    d_offsets, d_mask)`` (numpy views, offsets checked) and whether they are bfloat16 bits."""
+    qa, bf16, qo, qm = native_sets(q, q_offsets, q_mask, "query_offsets")
+    da, _, do, dm = native_sets(d, d_offsets, d_mask, "document_offsets")
+    return (qa, qo, qm, da, do, dm), bf16
 
 
 def _pairs(q_offsets: Tensor, d_offsets: Tensor, paired: bool):
@@ -82,15 +84,9 @@ def maxsim_fwd(
         are empty (``[0]`` / ``[0, 0]``). Argmax positions are local to the other side's set,
         -1 for padding/masked positions or when the other side has no valid token.
     """
-    qa, bf16, qo, qm = _sets(q, q_offsets, q_mask, "queries", "query_offsets")
-    da, dbf16, do, dm = _sets(d, d_offsets, d_mask, "documents", "document_offsets")
-    q2d, qarg, d2q, darg = _native.maxsim_forward(
-        qa,
-        qo,
-        qm,
-        da,
-        do,
-        dm,
+    sides, bf16 = _native_sides(q, q_offsets, q_mask, d, d_offsets, d_mask)
+    q2d, qarg, d2q, darg = _native.maxsim.forward(
+        *sides,
         bf16=bf16,
         paired=paired,
         q2d_argmax=want_argmax,
@@ -139,27 +135,19 @@ def maxsim_bwd(
     ``grad_*`` are ``[P]`` (any float dtype), ``*_argmax`` the ``[P, l]`` int32 outputs of the
     forward; pass None for a direction that carries no gradient. Masked rows get zero.
     """
-    qa, bf16, qo, qm = _sets(q, q_offsets, q_mask, "queries", "query_offsets")
-    da, _, do, dm = _sets(d, d_offsets, d_mask, "documents", "document_offsets")
+    sides, bf16 = _native_sides(q, q_offsets, q_mask, d, d_offsets, d_mask)
+    qo, do = sides[1], sides[4]
 
     def g(x: Tensor | None) -> np.ndarray | None:
-        return None if x is None else np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+        return None if x is None else as_native(x, np.float32)
 
     def a(x: Tensor | None, offsets: np.ndarray) -> np.ndarray | None:
         # The forward may have been given a width wider than the longest set (its columns past
         # the longest set are all -1); the native backward reads exactly the longest set's width.
-        if x is None:
-            return None
-        width = int(np.diff(offsets).max()) if len(offsets) > 1 else 0
-        return np.ascontiguousarray(x.detach().numpy()[:, :width], dtype=np.int32)
+        return None if x is None else as_native(x[:, : longest_set(offsets)], np.int32)
 
-    dq, dd = _native.maxsim_backward(
-        qa,
-        qo,
-        qm,
-        da,
-        do,
-        dm,
+    dq, dd = _native.maxsim.backward(
+        *sides,
         bf16=bf16,
         paired=paired,
         grad_q2d=g(grad_q2d),

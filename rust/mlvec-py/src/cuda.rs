@@ -1,29 +1,13 @@
-//! Bindings of `mlvec_cuda`: NVRTC set-up, compile checks and kernel launches on raw device
-//! pointers (ints from torch's `data_ptr()`) and a stream handle (an int). `mlvec.cuda` wraps
-//! them for torch tensors; these functions trust the pointers they are given.
+//! `mlvec._native.cuda`: bindings of `mlvec_cuda` (NVRTC set-up, compile checks and kernel
+//! launches on raw device pointers, ints from torch's `data_ptr()`, and a stream handle, an
+//! int). The wrappers re-exported by `mlvec.cuda` check torch tensors and call these; these
+//! functions trust the pointers they are given. NVRTC is located by `mlvec.cuda` (from pip's
+//! nvidia wheels) and handed over with [`configure`].
 
-use crate::errors::MlvecError;
+use crate::errors::IntoPyResult;
 use mlvec_cuda::kernels::{self, Backward, Dtype, Pairwise, Place, Sets};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::path::PathBuf;
-
-fn to_py(e: mlvec_cuda::Error) -> PyErr {
-    match e {
-        mlvec_cuda::Error::Invalid { .. } => PyValueError::new_err(e.to_string()),
-        _ => MlvecError::new_err(e.to_string()),
-    }
-}
-
-trait Py<T> {
-    fn py(self) -> PyResult<T>;
-}
-
-impl<T> Py<T> for mlvec_cuda::Result<T> {
-    fn py(self) -> PyResult<T> {
-        self.map_err(to_py)
-    }
-}
 
 /// `(data_ptr, offsets_ptr, mask_ptr or 0, n_sets)`.
 type SetsArg = (u64, u64, u64, i64);
@@ -37,63 +21,48 @@ fn sets(s: SetsArg) -> Sets {
     }
 }
 
-fn dtype(name: &str) -> PyResult<Dtype> {
-    Dtype::parse(name).py()
+/// Enqueue a launch with the GIL released (it only queues work on the caller's stream).
+fn enqueue(py: Python<'_>, f: impl FnOnce() -> mlvec_cuda::Result<()> + Send) -> PyResult<()> {
+    py.allow_threads(f).py()
 }
 
-/// Locate NVRTC and the CUDA headers from the nvidia wheels (once), then report the status.
-pub fn status(py: Python<'_>) -> Result<(), String> {
-    static LOCATED: std::sync::Once = std::sync::Once::new();
-    LOCATED.call_once(|| {
-        let _ = locate(py);
-    });
-    mlvec_cuda::status()
-}
-
-fn locate(py: Python<'_>) -> PyResult<()> {
-    let m = py.import("mlvec._cuda_locate")?;
-    let nvrtc: Option<String> = m.call_method0("find_nvrtc")?.extract()?;
-    let include: Vec<String> = m.call_method1("find_include_dirs", (nvrtc.clone(),))?.extract()?;
-    mlvec_cuda::nvrtc::configure(
-        nvrtc.map(PathBuf::from),
-        (!include.is_empty()).then(|| include.into_iter().map(PathBuf::from).collect()),
-        None,
-    );
-    Ok(())
+/// Whether the CUDA kernels can run here: `(True, "")` or `(False, reason)`.
+#[pyfunction]
+fn status() -> (bool, String) {
+    match mlvec_cuda::status() {
+        Ok(()) => (true, String::new()),
+        Err(why) => (false, why),
+    }
 }
 
 /// Set where NVRTC (the library file), the CUDA include folders and the cubin cache are.
 #[pyfunction]
 #[pyo3(signature = (nvrtc_path=None, include_dirs=None, cache_dir=None))]
-pub fn cuda_configure(
-    nvrtc_path: Option<PathBuf>,
-    include_dirs: Option<Vec<PathBuf>>,
-    cache_dir: Option<PathBuf>,
-) {
+fn configure(nvrtc_path: Option<PathBuf>, include_dirs: Option<Vec<PathBuf>>, cache_dir: Option<PathBuf>) {
     mlvec_cuda::nvrtc::configure(nvrtc_path, include_dirs, cache_dir);
 }
 
 /// NVRTC's `(major, minor)` version; raises when NVRTC cannot be loaded.
 #[pyfunction]
-pub fn cuda_nvrtc_version() -> PyResult<(i32, i32)> {
+fn nvrtc_version() -> PyResult<(i32, i32)> {
     mlvec_cuda::nvrtc::version().py()
 }
 
 /// Compile every kernel for `arch` (e.g. `"sm_90"`, no GPU needed) and return their names.
 #[pyfunction]
-pub fn cuda_compile_check(py: Python<'_>, arch: &str) -> PyResult<Vec<&'static str>> {
+fn compile_check(py: Python<'_>, arch: &str) -> PyResult<Vec<&'static str>> {
     py.allow_threads(|| mlvec_cuda::nvrtc::compile_check(arch)).py()
 }
 
 /// Compute capability `(major, minor)` of a CUDA device.
 #[pyfunction]
-pub fn cuda_compute_capability(device: i32) -> PyResult<(i32, i32)> {
+fn compute_capability(device: i32) -> PyResult<(i32, i32)> {
     mlvec_cuda::driver::compute_capability(device).py()
 }
 
 /// `(tile_rows, tile_cols, max_cols, select_chunk, max_k)` of the kernels.
 #[pyfunction]
-pub fn cuda_limits() -> (i64, i64, i64, i64, i64) {
+fn limits() -> (i64, i64, i64, i64, i64) {
     (
         kernels::TILE_ROWS,
         kernels::TILE_COLS,
@@ -106,7 +75,7 @@ pub fn cuda_limits() -> (i64, i64, i64, i64, i64) {
 /// MaxSim forward (see `mlvec_cuda::kernels::maxsim_forward`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_maxsim_forward(
+fn maxsim_forward(
     py: Python<'_>,
     dtype_name: &str,
     device: i32,
@@ -123,9 +92,9 @@ pub fn cuda_maxsim_forward(
     col_sum: u64,
     col_arg: u64,
 ) -> PyResult<()> {
-    let dt = dtype(dtype_name)?;
+    let dt = Dtype::parse(dtype_name).py()?;
     let at = Place { device, stream };
-    py.allow_threads(|| {
+    enqueue(py, || {
         kernels::maxsim_forward(
             at,
             dt,
@@ -142,13 +111,12 @@ pub fn cuda_maxsim_forward(
             col_arg,
         )
     })
-    .py()
 }
 
 /// FILIP pair tile (see `mlvec_cuda::kernels::filip_forward`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_filip_forward(
+fn filip_forward(
     py: Python<'_>,
     dtype_name: &str,
     device: i32,
@@ -164,9 +132,9 @@ pub fn cuda_filip_forward(
     a_arg: u64,
     b_arg: u64,
 ) -> PyResult<()> {
-    let dt = dtype(dtype_name)?;
+    let dt = Dtype::parse(dtype_name).py()?;
     let at = Place { device, stream };
-    py.allow_threads(|| {
+    enqueue(py, || {
         kernels::filip_forward(
             at,
             dt,
@@ -182,14 +150,13 @@ pub fn cuda_filip_forward(
             b_arg,
         )
     })
-    .py()
 }
 
 /// One direction of the MaxSim backward; `kind` is `"gather_a"`, `"scatter_b"` (deterministic)
 /// or `"scatter_b_atomic"`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_maxsim_backward(
+fn maxsim_backward(
     py: Python<'_>,
     dtype_name: &str,
     device: i32,
@@ -207,19 +174,10 @@ pub fn cuda_maxsim_backward(
     da: u64,
     db: u64,
 ) -> PyResult<()> {
-    let dt = dtype(dtype_name)?;
-    let kind = match kind {
-        "gather_a" => Backward::GatherA,
-        "scatter_b" => Backward::ScatterBDeterministic,
-        "scatter_b_atomic" => Backward::ScatterBAtomic,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "kind: expected 'gather_a', 'scatter_b' or 'scatter_b_atomic', got {other:?}"
-            )))
-        }
-    };
+    let dt = Dtype::parse(dtype_name).py()?;
+    let kind = Backward::parse(kind).py()?;
     let at = Place { device, stream };
-    py.allow_threads(|| {
+    enqueue(py, || {
         kernels::maxsim_backward(
             at,
             dt,
@@ -237,17 +195,12 @@ pub fn cuda_maxsim_backward(
             db,
         )
     })
-    .py()
-}
-
-fn pairwise(x: u64, y: u64, m: i64, n: i64, dim: i64) -> Pairwise {
-    Pairwise { x, y, m, n, dim }
 }
 
 /// CLIP forward tile pass (see `mlvec_cuda::kernels::clip_lse_partials`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_clip_lse_partials(
+fn clip_lse_partials(
     py: Python<'_>,
     dtype_name: &str,
     device: i32,
@@ -263,19 +216,18 @@ pub fn cuda_clip_lse_partials(
     col_pmax: u64,
     col_psum: u64,
 ) -> PyResult<()> {
-    let dt = dtype(dtype_name)?;
+    let dt = Dtype::parse(dtype_name).py()?;
     let at = Place { device, stream };
-    let pw = pairwise(x, y, m, n, dim);
-    py.allow_threads(|| {
+    let pw = Pairwise { x, y, m, n, dim };
+    enqueue(py, || {
         kernels::clip_lse_partials(at, dt, &pw, scale, row_pmax, row_psum, col_pmax, col_psum)
     })
-    .py()
 }
 
 /// CLIP backward tile pass (see `mlvec_cuda::kernels::clip_grad`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_clip_grad(
+fn clip_grad(
     py: Python<'_>,
     dtype_name: &str,
     device: i32,
@@ -294,10 +246,10 @@ pub fn cuda_clip_grad(
     dy: u64,
     dscale_part: u64,
 ) -> PyResult<()> {
-    let dt = dtype(dtype_name)?;
+    let dt = Dtype::parse(dtype_name).py()?;
     let at = Place { device, stream };
-    let pw = pairwise(x, y, m, n, dim);
-    py.allow_threads(|| {
+    let pw = Pairwise { x, y, m, n, dim };
+    enqueue(py, || {
         kernels::clip_grad(
             at,
             dt,
@@ -312,13 +264,12 @@ pub fn cuda_clip_grad(
             dscale_part,
         )
     })
-    .py()
 }
 
 /// SigLIP forward tile pass (see `mlvec_cuda::kernels::siglip_forward`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_siglip_forward(
+fn siglip_forward(
     py: Python<'_>,
     dtype_name: &str,
     device: i32,
@@ -334,17 +285,18 @@ pub fn cuda_siglip_forward(
     col_offset: i64,
     row_part: u64,
 ) -> PyResult<()> {
-    let dt = dtype(dtype_name)?;
+    let dt = Dtype::parse(dtype_name).py()?;
     let at = Place { device, stream };
-    let pw = pairwise(x, y, m, n, dim);
-    py.allow_threads(|| kernels::siglip_forward(at, dt, &pw, scale, bias, row_offset, col_offset, row_part))
-        .py()
+    let pw = Pairwise { x, y, m, n, dim };
+    enqueue(py, || {
+        kernels::siglip_forward(at, dt, &pw, scale, bias, row_offset, col_offset, row_part)
+    })
 }
 
 /// SigLIP backward tile pass (see `mlvec_cuda::kernels::siglip_backward`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_siglip_backward(
+fn siglip_backward(
     py: Python<'_>,
     dtype_name: &str,
     device: i32,
@@ -364,10 +316,10 @@ pub fn cuda_siglip_backward(
     dscale_part: u64,
     dbias_part: u64,
 ) -> PyResult<()> {
-    let dt = dtype(dtype_name)?;
+    let dt = Dtype::parse(dtype_name).py()?;
     let at = Place { device, stream };
-    let pw = pairwise(x, y, m, n, dim);
-    py.allow_threads(|| {
+    let pw = Pairwise { x, y, m, n, dim };
+    enqueue(py, || {
         kernels::siglip_backward(
             at,
             dt,
@@ -383,13 +335,12 @@ pub fn cuda_siglip_backward(
             dbias_part,
         )
     })
-    .py()
 }
 
 /// PQ lookup-table scan (see `mlvec_cuda::kernels::pq_scan`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_pq_scan(
+fn pq_scan(
     py: Python<'_>,
     device: i32,
     stream: u64,
@@ -402,14 +353,13 @@ pub fn cuda_pq_scan(
     dist: u64,
 ) -> PyResult<()> {
     let at = Place { device, stream };
-    py.allow_threads(|| kernels::pq_scan(at, codes, n, m, ksub, lut, nq, dist))
-        .py()
+    enqueue(py, || kernels::pq_scan(at, codes, n, m, ksub, lut, nq, dist))
 }
 
 /// Binary Hamming scan (see `mlvec_cuda::kernels::hamming_scan`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_hamming_scan(
+fn hamming_scan(
     py: Python<'_>,
     device: i32,
     stream: u64,
@@ -421,14 +371,15 @@ pub fn cuda_hamming_scan(
     dist: u64,
 ) -> PyResult<()> {
     let at = Place { device, stream };
-    py.allow_threads(|| kernels::hamming_scan(at, codes, n, words, queries, nq, dist))
-        .py()
+    enqueue(py, || {
+        kernels::hamming_scan(at, codes, n, words, queries, nq, dist)
+    })
 }
 
 /// One round of k-smallest selection (see `mlvec_cuda::kernels::select_k`).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-pub fn cuda_select_k(
+fn select_k(
     py: Python<'_>,
     device: i32,
     stream: u64,
@@ -441,6 +392,28 @@ pub fn cuda_select_k(
     out_ids: u64,
 ) -> PyResult<()> {
     let at = Place { device, stream };
-    py.allow_threads(|| kernels::select_k(at, vals, ids, rows, n, k, out_vals, out_ids))
-        .py()
+    enqueue(py, || {
+        kernels::select_k(at, vals, ids, rows, n, k, out_vals, out_ids)
+    })
+}
+
+/// Fill `mlvec._native.cuda`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(status, m)?)?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(nvrtc_version, m)?)?;
+    m.add_function(wrap_pyfunction!(compile_check, m)?)?;
+    m.add_function(wrap_pyfunction!(compute_capability, m)?)?;
+    m.add_function(wrap_pyfunction!(limits, m)?)?;
+    m.add_function(wrap_pyfunction!(maxsim_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(filip_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(maxsim_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(clip_lse_partials, m)?)?;
+    m.add_function(wrap_pyfunction!(clip_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(siglip_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(siglip_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(pq_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(hamming_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(select_k, m)?)?;
+    Ok(())
 }

@@ -34,7 +34,7 @@ fn floats<'a>(arg: &'static str, a: &'a Floats2<'_>, dim: usize) -> PyResult<Cow
 }
 
 /// The compiled index; use `mlvec.index.Index` (the documented wrapper) instead.
-#[pyclass(name = "NativeIndex", module = "mlvec._native", frozen)]
+#[pyclass(name = "NativeIndex", module = "mlvec._native.index", frozen)]
 pub struct PyIndex {
     inner: Arc<RwLock<Index>>,
 }

@@ -1,5 +1,9 @@
-//! `mlvec._native`: thin PyO3 bindings over `mlvec-core`. Arrays in, arrays out; the GIL is
-//! released around every kernel; core errors map to Python exceptions in `errors`.
+//! `mlvec._native`: thin PyO3 bindings over `mlvec-core` and `mlvec-cuda`. Arrays in, arrays
+//! out; the GIL is released around every kernel; Rust errors map to Python exceptions in
+//! `errors`.
+//!
+//! The top level holds what concerns the whole library (version, exceptions, threads, CPU
+//! features); each domain is a submodule: `maxsim`, `contrastive`, `cuda` and `index`.
 
 mod arrays;
 mod contrastive;
@@ -36,13 +40,27 @@ fn cpu_features() -> Vec<&'static str> {
     mlvec_core::cpu::features()
 }
 
-/// Whether the CUDA kernels can run here: `(True, "")` or `(False, reason)`.
-#[pyfunction]
-fn cuda_status(py: Python<'_>) -> (bool, String) {
-    match cuda::status(py) {
-        Ok(()) => (true, String::new()),
-        Err(why) => (false, why),
-    }
+fn fill_index(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<index::PyIndex>()
+}
+
+/// Add the submodule `parent.name`, filled by `fill`, and register it in `sys.modules` so that
+/// `import mlvec._native.<name>` and `from mlvec._native import <name>` both find it.
+fn add_submodule(
+    parent: &Bound<'_, PyModule>,
+    name: &str,
+    doc: &str,
+    fill: fn(&Bound<'_, PyModule>) -> PyResult<()>,
+) -> PyResult<()> {
+    let py = parent.py();
+    let qualified = format!("{}.{name}", parent.name()?);
+    let sub = PyModule::new(py, name)?;
+    // Set before filling: functions take their `__module__` from it.
+    sub.setattr("__name__", &qualified)?;
+    sub.setattr("__doc__", doc)?;
+    fill(&sub)?;
+    parent.add(name, &sub)?;
+    py.import("sys")?.getattr("modules")?.set_item(qualified, sub)
 }
 
 #[pymodule]
@@ -54,29 +72,25 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_features, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda_status, m)?)?;
-    m.add_function(wrap_pyfunction!(maxsim::maxsim_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(maxsim::maxsim_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_configure, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_nvrtc_version, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_compile_check, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_compute_capability, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_limits, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_maxsim_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_filip_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_maxsim_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_clip_lse_partials, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_clip_grad, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_siglip_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_siglip_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_pq_scan, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_hamming_scan, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda::cuda_select_k, m)?)?;
-    m.add_function(wrap_pyfunction!(contrastive::contrastive_softmax_stats, m)?)?;
-    m.add_function(wrap_pyfunction!(contrastive::contrastive_softmax_grad, m)?)?;
-    m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_loss, m)?)?;
-    m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_loss_grad, m)?)?;
+    add_submodule(
+        m,
+        "maxsim",
+        "MaxSim over packed token sets (CPU).",
+        maxsim::register,
+    )?;
+    add_submodule(
+        m,
+        "contrastive",
+        "Fused element-wise passes over one contrastive logits tile (CPU).",
+        contrastive::register,
+    )?;
+    add_submodule(
+        m,
+        "cuda",
+        "CUDA kernels compiled at run time with NVRTC, launched on raw device pointers.",
+        cuda::register,
+    )?;
+    add_submodule(m, "index", "The compiled vector index.", fill_index)?;
     m.add_class::<hnsw::HnswIndex>()?;
-    m.add_class::<index::PyIndex>()?;
     Ok(())
 }
