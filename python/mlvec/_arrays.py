@@ -403,6 +403,42 @@ class Packed:
         return c[o[1:]] - c[o[:-1]]
 
 
+def as_token_sets(x: Any, offsets: Any, mask: Any, name: str, mask_name: str, offsets_name: str) -> tuple[Any, Any]:
+    """``(x, offsets)`` in a layout :func:`check_layout` knows: a ``TokenEmbeddings`` (packed rows
+    and offsets, as the encoders return) and a list of per-set ``[L_i, dim]`` arrays or tensors
+    (PyLate's format; concatenated once, gradients kept) become packed rows + offsets; anything
+    else passes through unchanged."""
+    is_sets = hasattr(x, "data") and hasattr(x, "offsets") and not (is_tensor(x) or isinstance(x, np.ndarray))
+    if not is_sets and not isinstance(x, (list, tuple)):
+        return x, offsets
+    if offsets is not None:
+        raise ValueError(f"{offsets_name}: {name} ({type(x).__name__}) carries its own set boundaries; drop {offsets_name}")
+    if is_sets:
+        return x.data, x.offsets
+    if mask is not None:
+        raise ValueError(f"{mask_name}: a list of token sets holds only valid tokens; drop {mask_name}")
+    if not x:
+        raise ValueError(f"{name}: an empty list of token sets")
+    torch_items = [is_tensor(s) for s in x]
+    for i, s in enumerate(x):
+        if not (is_tensor(s) or isinstance(s, np.ndarray)):
+            raise TypeError(
+                f"{name}: expected a numpy array or a torch tensor, got list of {type(s).__name__} (a list "
+                "holds one [tokens, dim] array or tensor per set)"
+            )
+        if s.ndim != 2:
+            raise TypeError(f"{name}[{i}]: expected a 2-D [tokens, dim] numpy array or tensor, got {describe(s)}")
+        if torch_items[i] != torch_items[0] or s.shape[1] != x[0].shape[1] or s.dtype != x[0].dtype:
+            raise ValueError(f"{name}[{i}]: {describe(s)} does not match {name}[0]: {describe(x[0])}")
+    lengths = [s.shape[0] for s in x]
+    offs = np.zeros(len(x) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offs[1:])
+    if torch_items[0]:
+        torch = sys.modules["torch"]
+        return torch.cat(list(x)), torch.from_numpy(offs).to(x[0].device)
+    return np.concatenate(x), offs
+
+
 def check_layout(x: Any, offsets: Any, name: str, offsets_name: str, accept: Accept = "cpu") -> str:
     """Decide the layout of one side: ``"padded"`` ([N, L, d]), ``"single"`` ([L, d]) or ``"packed"``.
 

@@ -7,14 +7,17 @@ For a query's valid token embeddings ``Q`` (``Lq x dim``) and a document's ``D``
 - FILIP: ``q2d = mean_i max_j <Q_i, D_j>`` and ``d2q = mean_j max_i <Q_i, D_j>``
   (:func:`filip_maxsim`, both directions from one pass).
 
-**Inputs.** Each side (queries, documents) is given independently in one of three layouts:
+**Inputs.** Each side (queries, documents) is given independently in one of these layouts:
 
 - padded: ``[N, L, dim]`` with an optional mask ``[N, L]`` (bool, or 0/1 integers; True = valid);
 - packed: ``[total_tokens, dim]`` with ``offsets [N + 1]`` (set ``i`` is rows
   ``offsets[i]:offsets[i+1]``; offsets start at 0, never decrease and end at ``total_tokens``)
   and an optional mask ``[total_tokens]``;
 - one set: ``[L, dim]`` without offsets (for queries the query axis is then dropped from the
-  all-pairs result: ``[Nd]`` instead of ``[1, Nd]``).
+  all-pairs result: ``[Nd]`` instead of ``[1, Nd]``);
+- :class:`mlvec.encoders.TokenEmbeddings` (what ``Encoder.encode_tokens`` returns: packed rows and
+  their offsets), or a list of ``[L_i, dim]`` arrays or tensors, one per set (PyLate's format;
+  concatenated once).
 
 Element types: float32, float16 and bfloat16 (torch only; numpy has no bfloat16), both sides the
 same; arithmetic accumulates in float32. float64 is rejected (cast first). numpy arrays and CPU
@@ -48,6 +51,7 @@ from mlvec import _native
 from mlvec._arrays import (
     Packed,
     as_tensor,
+    as_token_sets,
     check_same_device,
     describe,
     dtype_name,
@@ -163,6 +167,8 @@ def _score(
     want_d2q: bool,
     check_finite: bool,
 ) -> _Scores:
+    queries, query_offsets = as_token_sets(queries, query_offsets, query_mask, *_QUERIES)
+    documents, document_offsets = as_token_sets(documents, document_offsets, document_mask, *_DOCUMENTS)
     if is_tensor(queries) or is_tensor(documents):
         return _score_torch(
             queries,
@@ -223,10 +229,12 @@ def maxsim(
     """ColBERT late-interaction scores: ``sum_i max_j <Q_i, D_j>`` over valid tokens.
 
     Args:
-        queries: ``[Nq, Lq, dim]`` padded, ``[Tq, dim]`` packed (with ``query_offsets``), or one
-            query ``[Lq, dim]``; float32, float16 or bfloat16 (torch), numpy array or CPU/CUDA tensor.
-        documents: ``[Nd, Ld, dim]`` padded or ``[Td, dim]`` packed (with ``document_offsets``),
-            or one document ``[Ld, dim]``; same dtype and ``dim`` as the queries.
+        queries: ``[Nq, Lq, dim]`` padded, ``[Tq, dim]`` packed (with ``query_offsets``), one
+            query ``[Lq, dim]``, ``TokenEmbeddings``, or a list of ``[Lq_i, dim]``; float32,
+            float16 or bfloat16 (torch), numpy array or CPU/CUDA tensor.
+        documents: ``[Nd, Ld, dim]`` padded, ``[Td, dim]`` packed (with ``document_offsets``),
+            one document ``[Ld, dim]``, ``TokenEmbeddings`` or a list of ``[Ld_i, dim]``; same
+            dtype and ``dim`` as the queries.
         query_mask: ``[Nq, Lq]`` (padded) or ``[Tq]`` (packed) bool, True = valid token.
         document_mask: ``[Nd, Ld]`` or ``[Td]`` bool.
         query_offsets: ``[Nq + 1]`` integer offsets into packed query rows.
