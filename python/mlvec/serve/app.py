@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -122,8 +122,8 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
 
     # -- access ----------------------------------------------------------------------------
     def access(scope: Scope):
-        def check(key: str | None = Security(_api_key),
-                  bearer: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
+        def check(key: Annotated[str | None, Security(_api_key)] = None,
+                  bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> None:
             if svc.catalog.load_error is not None:
                 raise ApiError(503, f"the service failed to load: {svc.catalog.load_error}")
             if not svc.ready:

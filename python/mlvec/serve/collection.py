@@ -54,6 +54,14 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _discard(path: Path) -> None:
+    """Delete a snapshot folder so that a crash midway leaves a dot-folder (ignored, removed at
+    the next start), never a snapshot folder with some of its files gone."""
+    doomed = path.with_name(f".tmp-old-{path.name}-{uuid.uuid4().hex}")
+    os.rename(path, doomed)
+    _remove_tree(doomed)
+
+
 @dataclass
 class SearchResult:
     """The hits of each query: ``scores``/``ids`` ``[nq, k]`` (padding ``-inf``/``-1``) and, when
@@ -150,7 +158,7 @@ class Collection:
             coll.pending_since = time.monotonic()
         if not read_only:
             for old in done[:-1]:
-                _remove_tree(old)
+                _discard(old)
             wal.drop_through(seq)
             wal.open_for_append()
         return coll
@@ -288,7 +296,7 @@ class Collection:
         self.pending_since = None
         for old in snapshots.iterdir():
             if SNAPSHOT_NAME.match(old.name) and int(old.name) < seq:
-                _remove_tree(old)
+                _discard(old)
         self._wal.drop_through(seq)
         return seq
 
@@ -321,9 +329,7 @@ def _write_snapshot(snapshots: Path, kind: CollectionKind, index: Any, payloads:
         write_file_durably(tmp / "snapshot.json", json.dumps({"seq": seq, "points": kind.describe_index(index)["count"]}).encode())
         fsync_dir(tmp)
         if final.exists():  # re-snapshotting at the same position (after training)
-            stale = snapshots / f".tmp-stale-{uuid.uuid4().hex}"
-            os.rename(final, stale)
-            _remove_tree(stale)
+            _discard(final)
         os.rename(tmp, final)
         fsync_dir(snapshots)
     finally:
