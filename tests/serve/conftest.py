@@ -44,7 +44,9 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "mlvec", "serve", "--data", str(self.data), "--port", str(self.port),
                "--log-level", "warning", *self.args]
         self._log = open(self.log, "ab")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        # Its own process group, so that a kill reaches worker processes too (--workers, granian).
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         self.wait("/livez", timeout)
         if wait_ready:
             self.wait("/readyz", timeout)
@@ -64,9 +66,12 @@ class ServerProcess:
         raise TimeoutError(f"{path} not 200 after {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs (no final snapshot, no flush)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL to the server's process group: no shutdown hook runs (no final snapshot)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait(10)
         self._close_log()
 

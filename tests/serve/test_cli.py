@@ -54,3 +54,24 @@ def test_client_upsert_search_delete(server_factory, tmp_path):
     assert r.returncode == 2 and "409" in r.stderr and "no encoder" in r.stderr
     r = mlvec("client", "delete", "v", "--ids", "1", "--url", "http://127.0.0.1:9")
     assert r.returncode == 2 and "cannot reach" in r.stderr
+
+
+def test_imported_index_served_read_only_by_several_processes(server_factory, tmp_path):
+    from mlvec.index import index_factory
+    from mlvec.serve import import_index
+
+    x = np.random.default_rng(1).standard_normal((500, 12)).astype(np.float32)
+    index = index_factory(12, "Flat", metric="l2")
+    index.add(x, np.arange(1000, 1500))
+    data = tmp_path / "imported"
+    import_index(data, "imp", index, payloads={1003: {"title": "three"}})
+    with pytest.raises(ValueError, match="exists"):
+        import_index(data, "imp", index)
+    srv = server_factory("--read-only", "--workers", "2", data=data)
+    hits = httpx.post(srv.url + "/v1/collections/imp/search", json={"vector": x[3].tolist(), "k": 2}).json()["hits"]
+    assert hits[0] == {"id": 1003, "score": 0.0, "payload": {"title": "three"}}
+    scores, ids = index.search(x[3], 2)
+    assert [h["id"] for h in hits] == ids[0].tolist() and hits[1]["score"] == float(scores[0, 1])
+    r = httpx.post(srv.url + "/v1/collections/imp/points/delete", json={"ids": [1003]})
+    assert r.status_code == 405 and "read-only" in r.json()["error"]["message"]
+    assert httpx.post(srv.url + "/v1/collections", json={"name": "new", "dim": 3}).status_code == 405

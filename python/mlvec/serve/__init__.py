@@ -15,8 +15,9 @@ examples), and :class:`Client` from Python.
 """
 
 from mlvec.serve.app import create_app
+from mlvec.serve.catalog import import_index
 from mlvec.serve.client import Client, ServiceError
 from mlvec.serve.config import ApiKeys, EncoderSpec, Limits, ServeConfig
 from mlvec.serve.server import run
 
-__all__ = ["create_app", "run", "ServeConfig", "Limits", "ApiKeys", "EncoderSpec", "Client", "ServiceError"]
+__all__ = ["create_app", "run", "import_index", "ServeConfig", "Limits", "ApiKeys", "EncoderSpec", "Client", "ServiceError"]

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import mlvec
@@ -27,9 +28,6 @@ from mlvec.serve.service import Service
 log = logging.getLogger("mlvec.serve")
 
 CONFIG_ENV = "MLVEC_SERVE_CONFIG"
-
-_api_key = APIKeyHeader(name="api-key", auto_error=False, description="an API key")
-_bearer = HTTPBearer(auto_error=False, description="an API key as a bearer token")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse, "description": text}
@@ -120,29 +118,44 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
                               "search by vector or text.")
     app.state.service = svc
 
-    # -- access ----------------------------------------------------------------------------
-    def access(scope: Scope):
-        def check(key: Annotated[str | None, Security(_api_key)] = None,
-                  bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> None:
-            if svc.catalog.load_error is not None:
-                raise ApiError(503, f"the service failed to load: {svc.catalog.load_error}")
-            if not svc.ready:
-                raise ApiError(503, "not ready: the collections are loading", headers={"Retry-After": "1"})
-            if not keys.enabled:
-                return
-            presented = key if key is not None else (bearer.credentials if bearer is not None else None)
-            if presented is None:
-                raise ApiError(401, "an API key is required (header 'api-key: KEY' or 'Authorization: Bearer KEY')",
-                               headers={"WWW-Authenticate": "Bearer"})
-            granted = keys.scope_of(presented)
-            if granted is None:
-                raise ApiError(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
-            if scope == "write" and granted != "write":
-                raise ApiError(403, "this key may only read; writes need a write key")
+    # -- access and bodies ------------------------------------------------------------------
+    # Plain calls, not FastAPI dependencies: dependency resolution and json.loads cost more than
+    # the search itself (measured: ~0.2 ms and ~0.1 ms of a ~0.7 ms request); pydantic's own JSON
+    # parser validates the body in one pass. The OpenAPI schema declares both (see _openapi).
+    def authorize(request: Request, scope: Scope) -> None:
+        if svc.catalog.load_error is not None:
+            raise ApiError(503, f"the service failed to load: {svc.catalog.load_error}")
+        if not svc.ready:
+            raise ApiError(503, "not ready: the collections are loading", headers={"Retry-After": "1"})
+        if not keys.enabled:
+            return
+        headers = request.headers
+        presented = headers.get("api-key")
+        if presented is None:
+            auth = headers.get("authorization", "")
+            if auth[:7].lower() == "bearer ":
+                presented = auth[7:].strip()
+        if presented is None:
+            raise ApiError(401, "an API key is required (header 'api-key: KEY' or 'Authorization: Bearer KEY')",
+                           headers={"WWW-Authenticate": "Bearer"})
+        granted = keys.scope_of(presented)
+        if granted is None:
+            raise ApiError(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        if scope == "write" and granted != "write":
+            raise ApiError(403, "this key may only read; writes need a write key")
 
-        return Depends(check)
+    async def parse(request: Request, model: type[BaseModel]) -> Any:
+        try:
+            return model.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
 
-    read, write = access("read"), access("write")
+    def doc(scope: Scope, model: type[BaseModel] | None = None) -> dict[str, Any]:
+        extra: dict[str, Any] = {"security": [{"ApiKey": []}, {"Bearer": []}]}
+        if model is not None:
+            extra["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        return extra
 
     # -- errors ----------------------------------------------------------------------------
     @app.exception_handler(ApiError)
@@ -189,67 +202,105 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     # -- collections -----------------------------------------------------------------------
     v1 = "/v1/collections"
 
-    @app.get(v1, response_model=schemas.CollectionList, tags=["collections"], dependencies=[read],
-             responses=_ERRORS, summary="list collections")
-    async def list_collections():
+    @app.get(v1, response_model=schemas.CollectionList, tags=["collections"], responses=_ERRORS,
+             openapi_extra=doc("read"), summary="list collections")
+    async def list_collections(request: Request):
+        authorize(request, "read")
         return JSONResponse(await svc.list())
 
-    @app.post(v1, response_model=schemas.CollectionInfo, status_code=201, tags=["collections"],
-              dependencies=[write], responses=_ERRORS, summary="create a collection")
-    async def create_collection(body: schemas.CreateCollection):
-        return JSONResponse(await svc.create(body), status_code=201)
+    @app.post(v1, response_model=schemas.CollectionInfo, status_code=201, tags=["collections"], responses=_ERRORS,
+              openapi_extra=doc("write", schemas.CreateCollection), summary="create a collection")
+    async def create_collection(request: Request):
+        authorize(request, "write")
+        return JSONResponse(await svc.create(await parse(request, schemas.CreateCollection)), status_code=201)
 
-    @app.get(v1 + "/{name}", response_model=schemas.CollectionInfo, tags=["collections"], dependencies=[read],
-             responses=_ERRORS, summary="describe a collection")
-    async def describe_collection(name: str):
+    @app.get(v1 + "/{name}", response_model=schemas.CollectionInfo, tags=["collections"], responses=_ERRORS,
+             openapi_extra=doc("read"), summary="describe a collection")
+    async def describe_collection(name: str, request: Request):
+        authorize(request, "read")
         return JSONResponse(await svc.describe(name))
 
-    @app.delete(v1 + "/{name}", tags=["collections"], dependencies=[write], responses=_ERRORS,
+    @app.delete(v1 + "/{name}", tags=["collections"], responses=_ERRORS, openapi_extra=doc("write"),
                 summary="drop a collection and its files")
-    async def drop_collection(name: str):
+    async def drop_collection(name: str, request: Request):
+        authorize(request, "write")
         await svc.drop(name)
         return {"dropped": name}
 
     @app.post(v1 + "/{name}/train", response_model=schemas.SnapshotResponse, tags=["collections"],
-              dependencies=[write], responses=_ERRORS, summary="train an empty collection's quantizers")
-    async def train(name: str, body: schemas.TrainRequest):
-        return {"seq": await svc.train(name, body)}
+              responses=_ERRORS, openapi_extra=doc("write", schemas.TrainRequest),
+              summary="train an empty collection's quantizers")
+    async def train(name: str, request: Request):
+        authorize(request, "write")
+        return {"seq": await svc.train(name, await parse(request, schemas.TrainRequest))}
 
     @app.post(v1 + "/{name}/snapshot", response_model=schemas.SnapshotResponse, tags=["collections"],
-              dependencies=[write], responses=_ERRORS, summary="snapshot now (and truncate the log)")
-    async def snapshot(name: str):
+              responses=_ERRORS, openapi_extra=doc("write"), summary="snapshot now (and truncate the log)")
+    async def snapshot(name: str, request: Request):
+        authorize(request, "write")
         return {"seq": await svc.snapshot(name)}
 
     # -- points ----------------------------------------------------------------------------
-    @app.post(v1 + "/{name}/points", response_model=schemas.UpsertResponse, tags=["points"], dependencies=[write],
-              responses=_ERRORS, summary="upsert points (durable when answered)")
-    async def upsert(name: str, body: schemas.UpsertRequest):
-        return JSONResponse(await svc.upsert(name, body))
+    @app.post(v1 + "/{name}/points", response_model=schemas.UpsertResponse, tags=["points"], responses=_ERRORS,
+              openapi_extra=doc("write", schemas.UpsertRequest), summary="upsert points (durable when answered)")
+    async def upsert(name: str, request: Request):
+        authorize(request, "write")
+        return JSONResponse(await svc.upsert(name, await parse(request, schemas.UpsertRequest)))
 
     @app.post(v1 + "/{name}/points/delete", response_model=schemas.DeleteResponse, tags=["points"],
-              dependencies=[write], responses=_ERRORS, summary="delete points by id (durable when answered)")
-    async def delete(name: str, body: schemas.IdsRequest):
-        return JSONResponse(await svc.delete(name, body))
+              responses=_ERRORS, openapi_extra=doc("write", schemas.IdsRequest),
+              summary="delete points by id (durable when answered)")
+    async def delete(name: str, request: Request):
+        authorize(request, "write")
+        return JSONResponse(await svc.delete(name, await parse(request, schemas.IdsRequest)))
 
     @app.post(v1 + "/{name}/points/get", response_model=schemas.PointsResponse, tags=["points"],
-              dependencies=[read], responses=_ERRORS, summary="which ids are stored, with their payloads")
-    async def get_points(name: str, body: schemas.IdsRequest):
-        return JSONResponse(await svc.get_points(name, body))
+              responses=_ERRORS, openapi_extra=doc("read", schemas.IdsRequest),
+              summary="which ids are stored, with their payloads")
+    async def get_points(name: str, request: Request):
+        authorize(request, "read")
+        return JSONResponse(await svc.get_points(name, await parse(request, schemas.IdsRequest)))
 
     # -- search ----------------------------------------------------------------------------
-    @app.post(v1 + "/{name}/search", response_model=schemas.SearchResponse, tags=["search"], dependencies=[read],
-              responses=_ERRORS, summary="k nearest points of a vector or a text")
-    async def search(name: str, body: schemas.SearchRequest):
+    @app.post(v1 + "/{name}/search", response_model=schemas.SearchResponse, tags=["search"], responses=_ERRORS,
+              openapi_extra=doc("read", schemas.SearchRequest), summary="k nearest points of a vector or a text")
+    async def search(name: str, request: Request):
+        authorize(request, "read")
+        body = await parse(request, schemas.SearchRequest)
         return JSONResponse((await svc.search(name, [body], batch=False))[0])
 
     @app.post(v1 + "/{name}/search/batch", response_model=schemas.BatchSearchResponse, tags=["search"],
-              dependencies=[read], responses=_ERRORS, summary="several searches in one request")
-    async def search_batch(name: str, body: schemas.BatchSearchRequest):
+              responses=_ERRORS, openapi_extra=doc("read", schemas.BatchSearchRequest),
+              summary="several searches in one request")
+    async def search_batch(name: str, request: Request):
+        authorize(request, "read")
+        body = await parse(request, schemas.BatchSearchRequest)
         return JSONResponse({"results": await svc.search(name, body.searches, batch=True)})
 
+    app.openapi = lambda: _openapi(app)
     app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics_of=lambda: svc.metrics)
     return app
+
+
+BODIES = (schemas.CreateCollection, schemas.TrainRequest, schemas.UpsertRequest, schemas.IdsRequest,
+          schemas.SearchRequest, schemas.BatchSearchRequest)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request bodies and key schemes the routes read themselves."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {})
+        named = components.setdefault("schemas", {})
+        for model in BODIES:
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            named.update(js.pop("$defs", {}))
+            named[model.__name__] = js
+        components["securitySchemes"] = {"ApiKey": {"type": "apiKey", "in": "header", "name": "api-key"},
+                                         "Bearer": {"type": "http", "scheme": "bearer"}}
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def app_from_environment() -> FastAPI:

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from mlvec.serve.collection import Collection
 from mlvec.serve.errors import ApiError, bad_field
@@ -61,7 +62,8 @@ class Catalog:
                 raise ValueError(f"--data {self.root}: no collections folder to serve read-only")
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
-        f = open(self.root / "LOCK", "a+b") if not self.read_only else open(self.root / "LOCK", "rb")
+        lock = self.root / "LOCK"
+        f = open(lock, "rb") if self.read_only and lock.exists() else open(lock, "a+b")
         try:
             fcntl.flock(f, (fcntl.LOCK_SH if self.read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -144,14 +146,14 @@ class Catalog:
             raise ApiError(404, f"name: no collection named '{name}'", "name")
         return coll
 
-    def create(self, spec: CollectionSpec) -> Collection:
+    def create(self, spec: CollectionSpec, index: Any = None, payloads: dict[int, Any] | None = None) -> Collection:
         check_name(spec.name)
         if self.read_only:
             raise ApiError(405, "this server is read-only (started with --read-only)")
         with self._mutex:
             if spec.name in self._collections or (self.dir / spec.name).exists():
                 raise ApiError(409, f"name: a collection named '{spec.name}' exists", "name")
-            coll = Collection.create(self.dir, spec)
+            coll = Collection.create(self.dir, spec, index, payloads)
             self._collections[spec.name] = coll
             return coll
 
@@ -167,3 +169,33 @@ class Catalog:
             os.rename(self.dir / name, doomed)
             fsync_dir(self.dir)
             shutil.rmtree(doomed, ignore_errors=True)
+
+
+def import_index(data_dir: str | os.PathLike[str], name: str, index: Any, *, encoder: str | None = None,
+                 payloads: dict[int, Any] | None = None) -> None:
+    """Make an existing :class:`mlvec.index.Index` (or the path of a saved one) a collection of
+    the data folder, with optional payloads by id, while no server uses the folder.
+
+    Example::
+
+        >>> import_index("./data", "docs", "docs.mlvec", encoder="e5")   # then: mlvec serve --data ./data --encoder e5
+    """
+    from mlvec.index import Index, load
+
+    if not isinstance(index, Index):
+        index = load(index, mmap=True)
+    if payloads:
+        stored = set(index.ids().tolist())
+        unknown = [i for i in payloads if i not in stored]
+        if unknown:
+            raise ValueError(f"payloads: id {unknown[0]} is not in the index")
+    catalog = Catalog(data_dir)
+    catalog.lock()
+    try:
+        catalog.load()
+        spec = CollectionSpec(check_name(name), "single", index.dim, index.kind, index.metric, encoder)
+        catalog.create(spec, index, payloads)
+    except ApiError as e:
+        raise ValueError(e.message) from None
+    finally:
+        catalog.close()

@@ -103,13 +103,16 @@ class Collection:
 
     # -- creating and opening ---------------------------------------------------------------
     @classmethod
-    def create(cls, parent: Path, spec: CollectionSpec) -> Collection:
-        """Make the collection's folder complete under a temporary name, then rename it."""
+    def create(cls, parent: Path, spec: CollectionSpec, index: Any = None,
+               payloads: dict[int, Any] | None = None) -> Collection:
+        """Make the collection's folder complete under a temporary name, then rename it. An
+        existing ``index`` (and its points' ``payloads``) becomes the first snapshot."""
         kind = KINDS[spec.kind]
-        try:
-            index = kind.new_index(spec)
-        except (ValueError, TypeError) as e:
-            raise ApiError(400, f"index: {e}", "index") from None
+        if index is None:
+            try:
+                index = kind.new_index(spec)
+            except (ValueError, TypeError) as e:
+                raise ApiError(400, f"index: {e}", "index") from None
         spec = CollectionSpec(**{**spec.to_dict(), "index": kind.describe_index(index)["index"]})
         tmp = parent / f".tmp-{spec.name}-{uuid.uuid4().hex}"
         try:
@@ -117,7 +120,7 @@ class Collection:
             (tmp / "wal").mkdir()
             write_file_durably(tmp / SPEC_FILE, json.dumps({"format": FORMAT, **spec.to_dict()}, indent=1).encode())
             if kind.is_trained(index):
-                _write_snapshot(tmp / "snapshots", kind, index, {}, 0)
+                _write_snapshot(tmp / "snapshots", kind, index, payloads or {}, 0)
             fsync_dir(tmp)
             os.rename(tmp, parent / spec.name)
             fsync_dir(parent)
@@ -204,7 +207,7 @@ class Collection:
             self._check_writable()
             if not self.kind.is_trained(self._index):
                 raise self._untrained()
-            seq = self._wal.append(records.encode(op, self.kind))
+            seq = self._log(records.encode(op, self.kind))
             with self._rw.write():
                 self._apply(np.empty(0, np.int64), op)
             self._note_pending(len(ids))
@@ -217,7 +220,7 @@ class Collection:
             present = np.array([i for i in ids.tolist() if i in self._present], dtype=np.int64)
             if len(present) == 0:
                 return self.last_seq, 0
-            seq = self._wal.append(records.encode(Delete(present), self.kind))
+            seq = self._log(records.encode(Delete(present), self.kind))
             with self._rw.write():
                 self._apply(present, None)
             self._note_pending(len(present))
@@ -257,6 +260,12 @@ class Collection:
                     self._payloads.pop(i, None)
                 else:
                     self._payloads[i] = p
+
+    def _log(self, body: bytes) -> int:
+        try:
+            return self._wal.append(body)
+        except OSError as e:
+            raise ApiError(503, f"the write could not be logged ({e}); nothing was changed") from None
 
     def _note_pending(self, points: int) -> None:
         if self.pending_since is None:

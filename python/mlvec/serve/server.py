@@ -38,6 +38,8 @@ def run(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, worke
                          "the one process that owns the write-ahead log)")
     if not is_loopback(host) and not config.keys.write and not config.read_only:
         print("mlvec serve: warning: no write key configured; writes need a write key", file=sys.stderr)
+    if server not in ("uvicorn", "granian"):
+        raise ValueError(f"--server: 'uvicorn' or 'granian', got {server!r}")
     print(announce(config, host, port, workers, server), file=sys.stderr, flush=True)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ[CONFIG_ENV] = config.to_json()
@@ -47,10 +49,11 @@ def run(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, worke
         uvicorn.run(TARGET, factory=True, host=host, port=port, workers=workers, log_level=log_level,
                     access_log=False, timeout_graceful_shutdown=30)
     elif server == "granian":
-        from granian import Granian
-        from granian.constants import Interfaces
+        try:
+            from granian import Granian
+            from granian.constants import Interfaces
+        except ImportError:
+            raise ValueError("--server granian: granian is not installed (pip install granian)") from None
 
         Granian(TARGET, factory=True, address=host, port=port, workers=workers, interface=Interfaces.ASGI,
                 log_level=log_level, log_access=False).serve()
-    else:
-        raise ValueError(f"--server: 'uvicorn' or 'granian', got {server!r}")

@@ -114,7 +114,13 @@ class WriteAheadLog:
             os.fsync(f.fileno())
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for _, p in self.segments() if p.exists())
+        total = 0
+        for _, p in self.segments():
+            try:
+                total += p.stat().st_size
+            except FileNotFoundError:
+                pass  # dropped behind a snapshot meanwhile
+        return total
 
     # -- writing ----------------------------------------------------------------------------
     def open_for_append(self) -> None:
