@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from mlvec.serve.service import Service
 log = logging.getLogger("mlvec.serve")
 
 CONFIG_ENV = "MLVEC_SERVE_CONFIG"
+LARGE_BODY = 64 * 1024
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse, "description": text}
@@ -145,8 +147,13 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
             raise ApiError(403, "this key may only read; writes need a write key")
 
     async def parse(request: Request, model: type[BaseModel]) -> Any:
+        body = await request.body()
         try:
-            return model.model_validate_json(await request.body())
+            if len(body) <= LARGE_BODY:
+                return model.model_validate_json(body)
+            # A large upsert takes tens of ms to validate; in a thread, the event loop keeps
+            # answering searches meanwhile (the GIL is handed over every few ms).
+            return await asyncio.get_running_loop().run_in_executor(svc.admin, model.model_validate_json, body)
         except ValidationError as e:
             raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
 

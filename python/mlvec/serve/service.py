@@ -295,8 +295,8 @@ class Service:
                                       "'vectors'; token matrices are for multi-vector collections")
         if field == "texts":
             vectors = await self._encode(coll, rows, is_query=False, field="texts")
-        else:
-            vectors = coll.kind.vectors_from_json(coll.spec, rows, "vectors")
+        else:  # off the event loop: converting a large batch takes milliseconds
+            vectors = await self._admin(coll.kind.vectors_from_json, coll.spec, rows, "vectors")
         seq = await self._admin(coll.upsert, ids, vectors, req.payloads)
         return {"seq": seq, "upserted": n}
 
@@ -324,7 +324,7 @@ class Service:
         if req.texts is not None:
             vectors = await self._encode(coll, req.texts, is_query=False, field="texts")
         else:
-            vectors = coll.kind.vectors_from_json(coll.spec, req.vectors, "vectors")
+            vectors = await self._admin(coll.kind.vectors_from_json, coll.spec, req.vectors, "vectors")
         return await self._admin(coll.train, vectors)
 
     # -- helpers ----------------------------------------------------------------------------
