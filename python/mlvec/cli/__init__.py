@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import mlvec
-from mlvec.cli import bench, encode, index, info, rerank
+from mlvec.cli import bench, client, encode, index, info, rerank, serve
 from mlvec.cli._common import CliError
 
 __all__ = ["main", "build_parser", "CliError", "COMMANDS"]
@@ -25,6 +25,8 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "bench": bench.add,
     "index": index.add,
     "rerank": rerank.add,
+    "serve": serve.add,
+    "client": client.add,
 }
 
 def build_parser() -> argparse.ArgumentParser:
