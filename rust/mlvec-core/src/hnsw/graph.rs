@@ -273,7 +273,7 @@ impl<S: VectorStore> Graph<S> {
                 .wrapping_add(self.up_start[node as usize] as usize + (layer - 1) * w)
         };
         for line in 0..(w * 4).div_ceil(64).min(4) {
-            super::distance::prefetch(p.wrapping_add(line * 16));
+            crate::simd::prefetch_line(p.wrapping_add(line * 16).cast());
         }
     }
 

@@ -21,19 +21,19 @@
 //! assert_eq!(hits[0].1, 11);
 //! ```
 
-pub mod distance;
 pub mod graph;
 pub mod store;
 
 #[cfg(test)]
 mod tests;
 
+use crate::simd::vector::normalize;
 use crate::{threads, Error, Result};
 use graph::{Allow, Cand, Graph};
 pub use graph::{NodeSet, Params};
 use rayon::prelude::*;
 use std::sync::atomic::AtomicU32;
-use store::{normalize_in_place, F32Store, Sq8F16Store, Sq8Store, F16_MAX};
+use store::{F32Store, Sq8F16Store, Sq8Store, F16_MAX};
 
 /// How vectors are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -356,7 +356,7 @@ impl Hnsw {
         if self.metric == Metric::Cosine {
             buf.clear();
             buf.extend_from_slice(q);
-            normalize_in_place(buf);
+            normalize(buf);
             buf
         } else {
             q

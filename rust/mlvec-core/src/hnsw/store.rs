@@ -6,8 +6,9 @@
 //! distances (the query stays f32); and SQ8 codes with float16 copies of the vectors, which the
 //! walk does not touch and the final candidates are re-scored with.
 
-use super::distance::{i16_query_limit, kernels, prefetch, Kernels};
 use super::Metric;
+use crate::simd::prefetch_line;
+use crate::simd::vector::{self, i16_query_limit, kernels, Kernels};
 
 /// A vector store the HNSW graph runs over. Distances are "lower is closer": `-<q, x>` for inner
 /// product (and cosine, whose vectors are normalised before they get here), `|q - x|²` for L2.
@@ -99,7 +100,7 @@ impl VectorStore for F32Store {
     #[inline(always)]
     fn dist(&self, q: &Vec<f32>, i: u32) -> f32 {
         match self.metric {
-            Metric::L2 => (self.k.l2)(q, self.row(i)),
+            Metric::L2 => (self.k.l2sq)(q, self.row(i)),
             Metric::Ip | Metric::Cosine => -(self.k.dot)(q, self.row(i)),
         }
     }
@@ -109,7 +110,7 @@ impl VectorStore for F32Store {
     #[inline(always)]
     fn dist_stored(&self, a: u32, b: u32) -> f32 {
         match self.metric {
-            Metric::L2 => (self.k.l2)(self.row(a), self.row(b)),
+            Metric::L2 => (self.k.l2sq)(self.row(a), self.row(b)),
             Metric::Ip | Metric::Cosine => -(self.k.dot)(self.row(a), self.row(b)),
         }
     }
@@ -124,7 +125,7 @@ impl VectorStore for F32Store {
         let p = self.data.as_ptr().wrapping_add(i as usize * self.dim);
         // The first few cache lines are what matters; the hardware prefetcher streams the rest.
         for line in 0..(self.dim * 4).div_ceil(64).min(4) {
-            prefetch(p.wrapping_add(line * 16));
+            prefetch_line(p.wrapping_add(line * 16).cast());
         }
     }
 
@@ -135,7 +136,7 @@ impl VectorStore for F32Store {
         if normalize {
             // In place, so no normalised copy of the batch is ever held beside the store.
             for r in self.data[start..].chunks_exact_mut(self.dim) {
-                normalize_in_place(r);
+                vector::normalize(r);
             }
         }
     }
@@ -323,7 +324,7 @@ impl VectorStore for Sq8Store {
     #[inline(always)]
     fn dist(&self, q: &Sq8Query, i: u32) -> f32 {
         match self.metric {
-            Metric::L2 => (self.k.l2_u8)(&q.a, &self.scale, self.code(i)),
+            Metric::L2 => (self.k.l2sq_u8)(&q.a, &self.scale, self.code(i)),
             Metric::Ip | Metric::Cosine if !q.ai.is_empty() => {
                 -(q.c + q.a_scale * (self.k.dot_i16_u8)(&q.ai, self.code(i)) as f32)
             }
@@ -357,7 +358,7 @@ impl VectorStore for Sq8Store {
     fn prefetch(&self, i: u32) {
         let p = self.codes.as_ptr().wrapping_add(i as usize * self.dim);
         for line in 0..self.dim.div_ceil(64).min(8) {
-            prefetch(p.wrapping_add(line * 64));
+            prefetch_line(p.wrapping_add(line * 64));
         }
     }
 
@@ -504,20 +505,11 @@ impl VectorStore for Sq8F16Store {
             let x = &mut buf[..h.len()];
             crate::simd::widen(self.isa, crate::simd::Half::F16, h, x);
             total += match self.sq.metric {
-                Metric::L2 => (self.sq.k.l2)(qc, x),
+                Metric::L2 => (self.sq.k.l2sq)(qc, x),
                 Metric::Ip | Metric::Cosine => -(self.sq.k.dot)(qc, x),
             };
         }
         total
-    }
-}
-
-/// Scale `r` to unit L2 norm (a zero row stays zero).
-pub fn normalize_in_place(r: &mut [f32]) {
-    let n = r.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
-    if n > 0.0 {
-        let inv = (1.0 / n) as f32;
-        r.iter_mut().for_each(|x| *x *= inv);
     }
 }
 
@@ -526,7 +518,7 @@ pub fn row_maybe_normalized<'a>(r: &'a [f32], normalize: bool, buf: &'a mut Vec<
     if normalize {
         buf.clear();
         buf.extend_from_slice(r);
-        normalize_in_place(buf);
+        vector::normalize(buf);
         buf
     } else {
         r

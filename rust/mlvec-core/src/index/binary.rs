@@ -16,7 +16,7 @@
 //! re-scoring) is kept apart. The last block is zero-padded.
 
 use super::kmeans::Rng;
-use super::metric::dot;
+use crate::simd::vector::dot;
 
 /// Confidence multiplier of the error bound.
 pub const EPS0: f32 = 1.9;
@@ -385,22 +385,19 @@ impl BinaryQuery {
 
 #[cfg(target_arch = "x86_64")]
 fn has_vpopcntdq() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vpopcntdq"))
+    let f = crate::cpu::detected();
+    f.avx512f && f.avx512vpopcntdq
 }
 
 #[inline]
 fn weighted_popcount(planes: &[u64], code: &[u8], words: usize) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::sync::OnceLock;
         if words <= 8 && has_vpopcntdq() {
             // SAFETY: AVX-512F and VPOPCNTDQ are present (checked at run time); at most 8 words.
             return unsafe { weighted_popcount_vpopcntdq(planes, code, words) };
         }
-        static POPCNT: OnceLock<bool> = OnceLock::new();
-        if *POPCNT.get_or_init(|| is_x86_feature_detected!("popcnt")) {
+        if crate::cpu::detected().popcnt {
             // SAFETY: the CPU has POPCNT (checked at run time).
             return unsafe { weighted_popcount_hw(planes, code, words) };
         }

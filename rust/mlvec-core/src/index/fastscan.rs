@@ -91,7 +91,7 @@ pub fn scan_block(q: &QuantLut, m: usize, block: &[u8], out: &mut [u16; BLOCK]) 
             unsafe { scan_block_avx512(&q.lut, m, block, out) };
             return;
         }
-        if super::metric::simd_ok() {
+        if crate::cpu::detected().avx2_fma() {
             // SAFETY: AVX2 is present (checked at run time); `block` holds m·16 bytes.
             unsafe { scan_block_avx2(&q.lut, m, block, out) };
             return;
@@ -102,13 +102,8 @@ pub fn scan_block(q: &QuantLut, m: usize, block: &[u8], out: &mut [u16; BLOCK]) 
 
 #[cfg(target_arch = "x86_64")]
 fn avx512bw_ok() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && super::metric::simd_ok()
-    })
+    let f = crate::cpu::detected();
+    f.avx512f && f.avx512bw && f.avx2_fma()
 }
 
 /// One sub-space of a block with 256-bit shuffles: the 32 codes' low and high nibbles look up
@@ -249,9 +244,7 @@ fn block_scores_portable(
 
 #[cfg(target_arch = "x86_64")]
 fn avx512_ok() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    crate::cpu::detected().avx512f
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -1,8 +1,9 @@
 //! Exact search: blocked GEMM inner products (query batches) or SIMD dot products (single
 //! queries, split over the database), folded into per-query top-k heaps.
 
-use super::metric::{dot, Metric};
+use super::metric::Metric;
 use super::topk::TopK;
+use crate::simd::vector::dot;
 use rayon::prelude::*;
 
 /// `out[i * n + j] = <a_i, b_j>` for `a` `[m, d]` and `b` `[n, d]`, row-major (one sgemm).

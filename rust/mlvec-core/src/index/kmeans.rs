@@ -6,7 +6,7 @@
 //! centroid (a random sample), like faiss.
 
 use super::flat::ip_matrix;
-use super::metric::norm2;
+use crate::simd::vector::norm2;
 use crate::{Error, Result};
 use rayon::prelude::*;
 

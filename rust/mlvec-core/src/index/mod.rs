@@ -25,18 +25,19 @@ pub mod kmeans;
 pub mod metric;
 pub mod pq;
 pub mod projection;
-pub mod rowdot;
+
 pub mod sq8;
 pub mod topk;
 
 use crate::hnsw::{Hnsw, HnswParts, Storage};
+use crate::simd::vector::{self, dot, l2sq, norm2};
 use crate::{Error, Result};
 use factory::{CodecSpec, IndexSpec};
 use filter::Bitmap;
 use ids::SlotIds;
 use io::Buf;
 use ivf::{Entry, Layout, List};
-use metric::{dot, l2sq, norm2, Metric};
+use metric::Metric;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -300,7 +301,7 @@ impl Index {
     fn prep<'a>(&self, x: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
         if self.metric == Metric::Cosine {
             let mut v = x.to_vec();
-            v.par_chunks_mut(self.dim).for_each(metric::normalize);
+            v.par_chunks_mut(self.dim).for_each(vector::normalize);
             std::borrow::Cow::Owned(v)
         } else {
             std::borrow::Cow::Borrowed(x)
@@ -756,7 +757,7 @@ impl Index {
             Prepared::Sq8(sq) => {
                 let cs = lay.code_size;
                 // Codes are scored a chunk at a time (sixteen rows per kernel step), then tested.
-                const CHUNK: usize = 4 * rowdot::ROWS;
+                const CHUNK: usize = 4 * crate::simd::rowdot::ROWS;
                 let mut ips = [0f32; CHUNK];
                 for (c, codes) in list.codes.as_slice().chunks(CHUNK * cs).enumerate() {
                     let ips = &mut ips[..codes.len() / cs];

@@ -3,7 +3,7 @@
 //! costs `m` table look-ups.
 
 use super::kmeans;
-use super::metric::dot;
+use crate::simd::vector::dot;
 use crate::{Error, Result};
 
 /// Trained product-quantizer codebooks (`nbits` = 8 here, 4 for fast-scan).

@@ -74,7 +74,7 @@ impl Sq8Query {
     /// Estimated `<q, x>` of `out.len()` consecutive codes.
     #[inline]
     pub fn ips(&self, codes: &[u8], out: &mut [f32]) {
-        super::rowdot::dots_u8(&self.w, codes, out);
+        crate::simd::rowdot::dots_u8(&self.w, codes, out);
         for o in out.iter_mut() {
             *o += self.bias;
         }
