@@ -6,7 +6,6 @@ mod contrastive;
 mod cuda;
 mod errors;
 mod gil;
-mod hnsw;
 mod index;
 mod maxsim;
 
@@ -76,7 +75,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(contrastive::contrastive_softmax_grad, m)?)?;
     m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_loss, m)?)?;
     m.add_function(wrap_pyfunction!(contrastive::contrastive_sigmoid_loss_grad, m)?)?;
-    m.add_class::<hnsw::HnswIndex>()?;
     m.add_class::<index::PyIndex>()?;
     Ok(())
 }

@@ -4,8 +4,10 @@
 //! (vectors are L2-normalised on the way in, then compared by inner product) and
 //! `-‖q − x‖²` for `L2`. The kernels behind them are [`crate::simd::vector`]'s.
 
-use crate::simd::vector::Kernels;
+use crate::simd::vector::{self, Kernels};
 use crate::{Error, Result};
+use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// How two vectors are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +46,18 @@ impl Metric {
     /// Whether vectors are scaled to unit length before they are stored or compared.
     pub fn normalizes(self) -> bool {
         self == Metric::Cosine
+    }
+
+    /// Rows (`[n, dim]`) as they are scored: unit-normalised copies for cosine (in parallel),
+    /// else the rows themselves.
+    pub fn prepare_rows(self, dim: usize, x: &[f32]) -> Cow<'_, [f32]> {
+        if self.normalizes() {
+            let mut v = x.to_vec();
+            v.par_chunks_mut(dim).for_each(vector::normalize);
+            Cow::Owned(v)
+        } else {
+            Cow::Borrowed(x)
+        }
     }
 
     /// Turn an inner product into this metric's score given both squared norms.

@@ -19,9 +19,9 @@
 //! back to the full scan.
 
 use super::coarse::Centroids;
-use super::flat::ip_matrix;
-use super::metric::Metric;
-use super::topk::TopK;
+use crate::index::codec::flat::ip_matrix;
+use crate::index::metric::Metric;
+use crate::index::topk::TopK;
 use crate::simd::rowdot::{dot_as_rows, dots_f32};
 
 /// Subspace sizes tried, smallest first.
