@@ -48,16 +48,19 @@ impl Metric {
         self == Metric::Cosine
     }
 
-    /// Rows (`[n, dim]`) as they are scored: unit-normalised copies for cosine (in parallel),
-    /// else the rows themselves.
+    /// Rows (`[n, dim]`) as they are scored: unit-normalised copies for cosine (in parallel
+    /// for large batches; a few queries stay on the calling thread), else the rows themselves.
     pub fn prepare_rows(self, dim: usize, x: &[f32]) -> Cow<'_, [f32]> {
-        if self.normalizes() {
-            let mut v = x.to_vec();
-            v.par_chunks_mut(dim).for_each(vector::normalize);
-            Cow::Owned(v)
-        } else {
-            Cow::Borrowed(x)
+        if !self.normalizes() {
+            return Cow::Borrowed(x);
         }
+        let mut v = x.to_vec();
+        if v.len() < 1 << 16 {
+            v.chunks_exact_mut(dim).for_each(vector::normalize);
+        } else {
+            v.par_chunks_mut(dim).for_each(vector::normalize);
+        }
+        Cow::Owned(v)
     }
 
     /// Turn an inner product into this metric's score given both squared norms.
@@ -73,8 +76,8 @@ impl Metric {
     #[inline(always)]
     pub fn score(self, k: &Kernels, q: &[f32], x: &[f32]) -> f32 {
         match self {
-            Metric::L2 => -(k.l2sq)(q, x),
-            Metric::Ip | Metric::Cosine => (k.dot)(q, x),
+            Metric::L2 => -k.l2sq(q, x),
+            Metric::Ip | Metric::Cosine => k.dot(q, x),
         }
     }
 }

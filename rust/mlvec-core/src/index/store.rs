@@ -66,7 +66,7 @@ pub struct FullVectors {
     pub dim: usize,
     pub metric: Metric,
     pub data: Buf<f32>,
-    k: &'static Kernels,
+    k: Kernels,
 }
 
 impl FullVectors {
@@ -75,7 +75,7 @@ impl FullVectors {
             dim,
             metric,
             data,
-            k: kernels(),
+            k: *kernels(),
         }
     }
 
@@ -88,7 +88,7 @@ impl FullVectors {
     /// The exact score of query `q` (normalised for cosine) and row `i`.
     #[inline(always)]
     pub fn score_row(&self, q: &[f32], i: u32) -> f32 {
-        self.metric.score(self.k, q, self.row(i))
+        self.metric.score(&self.k, q, self.row(i))
     }
 }
 
@@ -116,7 +116,7 @@ impl VectorStore for FullVectors {
 
     #[inline(always)]
     fn score_pair(&self, a: u32, b: u32) -> f32 {
-        self.metric.score(self.k, self.row(a), self.row(b))
+        self.metric.score(&self.k, self.row(a), self.row(b))
     }
 
     fn decode(&self, i: u32, out: &mut Vec<f32>) {

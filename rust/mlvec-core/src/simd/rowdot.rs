@@ -21,9 +21,9 @@ pub fn dots_f32(q: &[f32], rows: &[f32], out: &mut [f32]) {
         unsafe { avx512::dots_f32(q, rows, out) };
         return;
     }
-    let dot = kernels().dot;
+    let k = kernels();
     for (o, row) in out.iter_mut().zip(rows.chunks_exact(d.max(1))) {
-        *o = dot(q, row);
+        *o = k.dot(q, row);
     }
 }
 
@@ -38,7 +38,7 @@ pub fn dot_as_rows(q: &[f32], row: &[f32]) -> f32 {
         unsafe { avx512::dots_f32(q, row, &mut out) };
         return out[0];
     }
-    (kernels().dot)(q, row)
+    kernels().dot(q, row)
 }
 
 /// `out[r] = <w, codes[r * d..(r + 1) * d]>` (codes widened to float) for `out.len()` rows.
@@ -51,9 +51,9 @@ pub fn dots_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
         unsafe { avx512::dots_u8(w, codes, out) };
         return;
     }
-    let dot_u8 = kernels().dot_u8;
+    let k = kernels();
     for (o, code) in out.iter_mut().zip(codes.chunks_exact(d.max(1))) {
-        *o = dot_u8(w, code);
+        *o = k.dot_u8(w, code);
     }
 }
 

@@ -164,8 +164,8 @@ impl Binary {
     }
 
     fn rotate(&self, x: &[f32]) -> Vec<f32> {
-        let dot = kernels().dot;
-        self.rot.chunks_exact(self.d).map(|row| dot(row, x)).collect()
+        let k = kernels();
+        self.rot.chunks_exact(self.d).map(|row| k.dot(row, x)).collect()
     }
 
     /// The rotation `save` wrote.

@@ -36,17 +36,17 @@ impl ListCodec for Flat {
     fn prepare(&self, _q: &[f32]) {}
 
     fn scan(&self, _: &(), s: &ListScan, top: &mut TopK) {
-        let dot = kernels().dot;
+        let k = kernels();
         let d = s.q.len();
         for (pos, v) in s.list.vecs.as_slice().chunks_exact(d).enumerate() {
-            s.offer(top, s.score(dot(s.q, v), pos), pos);
+            s.offer(top, s.score(k.dot(s.q, v), pos), pos);
         }
     }
 
     fn estimate(&self, _: &(), s: &ListScan, pos: usize, _code: &mut Vec<u8>) -> (f32, f32) {
         let d = s.q.len();
         (
-            (kernels().dot)(s.q, &s.list.vecs.as_slice()[pos * d..(pos + 1) * d]),
+            kernels().dot(s.q, &s.list.vecs.as_slice()[pos * d..(pos + 1) * d]),
             0.0,
         )
     }
@@ -161,7 +161,7 @@ pub fn search(
         }
         out
     } else {
-        let dot = kernels().dot;
+        let kern = kernels();
         (0..nq)
             .map(|qi| {
                 let q = &queries[qi * d..(qi + 1) * d];
@@ -172,7 +172,7 @@ pub fn search(
                     .map(|c| {
                         let mut top = TopK::new(k);
                         for j in c * chunk..((c + 1) * chunk).min(n) {
-                            let ip = dot(q, &db[j * d..(j + 1) * d]);
+                            let ip = kern.dot(q, &db[j * d..(j + 1) * d]);
                             let s = metric.from_ip(ip, qn, db_norm2.get(j).copied().unwrap_or(0.0));
                             if s >= top.threshold() && allow(j as u32) {
                                 top.push(s, j as u32);

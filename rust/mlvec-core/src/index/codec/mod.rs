@@ -38,9 +38,38 @@ pub struct ListScan<'a> {
     pub metric: Metric,
     /// Slots that may be returned (all when `None`).
     pub allow: Option<&'a Bitmap>,
+    /// The list's slots and squared norms (empty without norms), read per entry.
+    slots: &'a [u32],
+    norms: &'a [f32],
 }
 
-impl ListScan<'_> {
+impl<'a> ListScan<'a> {
+    /// The scan of list number `l` for query `q` (see the fields).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        list: &'a List,
+        lay: &'a Layout,
+        l: usize,
+        q: &'a [f32],
+        qn2: f32,
+        base: f32,
+        metric: Metric,
+        allow: Option<&'a Bitmap>,
+    ) -> Self {
+        ListScan {
+            list,
+            lay,
+            l,
+            q,
+            qn2,
+            base,
+            metric,
+            allow,
+            slots: &list.slots,
+            norms: if lay.norms { list.norms.as_slice() } else { &[] },
+        }
+    }
+
     /// Whether the entry holding `slot` may be returned.
     #[inline(always)]
     pub fn allowed(&self, slot: u32) -> bool {
@@ -50,11 +79,7 @@ impl ListScan<'_> {
     /// The metric's score of entry `pos` from its estimated inner product (`base` included).
     #[inline(always)]
     pub fn score(&self, ip: f32, pos: usize) -> f32 {
-        let norm = if self.lay.norms {
-            self.list.norms.as_slice()[pos]
-        } else {
-            0.0
-        };
+        let norm = if self.lay.norms { self.norms[pos] } else { 0.0 };
         self.metric.from_ip(ip, self.qn2, norm)
     }
 
@@ -67,7 +92,7 @@ impl ListScan<'_> {
     /// Offer entry `pos` with `score` to `top` when it beats the threshold and is allowed.
     #[inline(always)]
     pub fn offer(&self, top: &mut TopK, score: f32, pos: usize) {
-        if score >= top.threshold() && self.allowed(self.list.slots[pos]) {
+        if score >= top.threshold() && self.allowed(self.slots[pos]) {
             top.push(score, self.payload(pos));
         }
     }

@@ -88,12 +88,12 @@ impl Pq {
 
     /// The `[m, ksub]` table of `<q_j, centroid_jc>`.
     pub fn lut(&self, q: &[f32]) -> Vec<f32> {
-        let dot = kernels().dot;
+        let k = kernels();
         let mut t = Vec::with_capacity(self.m * self.ksub);
         for j in 0..self.m {
             let qs = &q[j * self.dsub..(j + 1) * self.dsub];
             for c in 0..self.ksub {
-                t.push(dot(
+                t.push(k.dot(
                     qs,
                     &self.codebooks[(j * self.ksub + c) * self.dsub..(j * self.ksub + c + 1) * self.dsub],
                 ));

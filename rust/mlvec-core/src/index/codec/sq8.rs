@@ -203,16 +203,16 @@ impl Sq8Query {
     #[inline(always)]
     pub fn ip_walk(&self, k: &Kernels, code: &[u8]) -> f32 {
         if self.wi.is_empty() {
-            self.bias + (k.dot_u8)(&self.w, code)
+            self.bias + k.dot_u8(&self.w, code)
         } else {
-            self.bias + self.wi_scale * (k.dot_i16_u8)(&self.wi, code) as f32
+            self.bias + self.wi_scale * k.dot_i16_u8(&self.wi, code) as f32
         }
     }
 
     /// Squared distance to one code (a query from [`Sq8::prepare_l2`], `step` the codec's).
     #[inline(always)]
     pub fn l2sq(&self, k: &Kernels, step: &[f32], code: &[u8]) -> f32 {
-        (k.l2sq_u8)(&self.w, step, code)
+        k.l2sq_u8(&self.w, step, code)
     }
 }
 
@@ -276,7 +276,7 @@ pub struct Sq8Codes {
     pub(crate) metric: Metric,
     pub(crate) sq: Sq8,
     pub(crate) codes: Vec<u8>,
-    k: &'static Kernels,
+    k: Kernels,
 }
 
 impl Sq8Codes {
@@ -286,7 +286,7 @@ impl Sq8Codes {
             metric,
             sq,
             codes,
-            k: kernels(),
+            k: *kernels(),
         }
     }
 
@@ -353,8 +353,8 @@ impl VectorStore for Sq8Codes {
     #[inline(always)]
     fn score(&self, q: &Sq8Query, i: u32) -> f32 {
         match self.metric {
-            Metric::L2 => -q.l2sq(self.k, &self.sq.step, self.code(i)),
-            Metric::Ip | Metric::Cosine => q.ip_walk(self.k, self.code(i)),
+            Metric::L2 => -q.l2sq(&self.k, &self.sq.step, self.code(i)),
+            Metric::Ip | Metric::Cosine => q.ip_walk(&self.k, self.code(i)),
         }
     }
 
@@ -526,7 +526,7 @@ impl VectorStore for Sq8F16 {
         for (h, qc) in row.chunks(CHUNK).zip(q.q.chunks(CHUNK)) {
             let x = &mut buf[..h.len()];
             widen(self.isa, Half::F16, h, x);
-            total += self.sq.metric.score(self.sq.k, qc, x);
+            total += self.sq.metric.score(&self.sq.k, qc, x);
         }
         total
     }

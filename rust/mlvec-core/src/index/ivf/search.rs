@@ -152,16 +152,8 @@ impl Ivf {
         lay: &'a crate::index::ivf::list::Layout,
         allow: Option<&'a Bitmap>,
     ) -> ListScan<'a> {
-        ListScan {
-            list: &self.lists[l],
-            lay,
-            l,
-            q: p.q,
-            qn2: p.qn2,
-            base: if self.residual_codec() { p.cip[l] } else { 0.0 },
-            metric: self.metric,
-            allow,
-        }
+        let base = if self.residual_codec() { p.cip[l] } else { 0.0 };
+        ListScan::new(&self.lists[l], lay, l, p.q, p.qn2, base, self.metric, allow)
     }
 
     /// One query against its probed lists with codec `c`: scan into a shortlist, then re-score
@@ -274,16 +266,7 @@ impl Ivf {
             } else {
                 0.0
             };
-            let s = ListScan {
-                list: &self.lists[l],
-                lay: &lay,
-                l,
-                q,
-                qn2,
-                base,
-                metric: self.metric,
-                allow: Some(a),
-            };
+            let s = ListScan::new(&self.lists[l], &lay, l, q, qn2, base, self.metric, Some(a));
             for (pos, &slot) in s.list.slots.iter().enumerate() {
                 if a.contains(slot) {
                     let (e, _) = c.estimate(&prep, &s, pos, &mut code);

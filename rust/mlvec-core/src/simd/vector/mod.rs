@@ -12,28 +12,57 @@ mod x86;
 
 use crate::cpu;
 
-/// `Σ a_i b_i`.
-pub type DotFn = fn(&[f32], &[f32]) -> f32;
-/// `Σ (a_i - b_i)²`.
-pub type L2Fn = fn(&[f32], &[f32]) -> f32;
-/// `Σ q_i c_i` with `c` u8 codes.
-pub type DotU8Fn = fn(&[f32], &[u8]) -> f32;
-/// `Σ (r_i - s_i c_i)²` with `c` u8 codes.
-pub type L2U8Fn = fn(&[f32], &[f32], &[u8]) -> f32;
-/// `Σ q_i c_i` in exact integer arithmetic, `q` i16 and `c` u8 codes. The caller keeps
-/// `Σ |q_i| * 255` below `2^31` (see [`i16_query_limit`]), so no partial sum overflows.
-pub type DotI16U8Fn = fn(&[i16], &[u8]) -> i32;
-
-/// One instruction set's kernels.
+/// One instruction set's kernels. The functions are reached through the methods, which call
+/// the instruction set's bodies directly (one indirect call, no wrapper in between).
 #[derive(Clone, Copy)]
 pub struct Kernels {
-    pub dot: DotFn,
-    pub l2sq: L2Fn,
-    pub dot_u8: DotU8Fn,
-    pub l2sq_u8: L2U8Fn,
-    pub dot_i16_u8: DotI16U8Fn,
+    dot: unsafe fn(&[f32], &[f32]) -> f32,
+    l2sq: unsafe fn(&[f32], &[f32]) -> f32,
+    dot_u8: unsafe fn(&[f32], &[u8]) -> f32,
+    l2sq_u8: unsafe fn(&[f32], &[f32], &[u8]) -> f32,
+    dot_i16_u8: unsafe fn(&[i16], &[u8]) -> i32,
     /// `"avx512"`, `"avx2"` or `"portable"`.
     pub name: &'static str,
+}
+
+// SAFETY (every method below): a table is handed out only by `kernels` and `variants`, and
+// only when `crate::cpu` reports the features its bodies were compiled for.
+impl Kernels {
+    /// `Σ a_i b_i`.
+    #[inline(always)]
+    pub fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len());
+        unsafe { (self.dot)(a, b) }
+    }
+
+    /// `Σ (a_i - b_i)²`.
+    #[inline(always)]
+    pub fn l2sq(&self, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len());
+        unsafe { (self.l2sq)(a, b) }
+    }
+
+    /// `Σ w_i c_i` with `c` u8 codes.
+    #[inline(always)]
+    pub fn dot_u8(&self, w: &[f32], c: &[u8]) -> f32 {
+        debug_assert_eq!(w.len(), c.len());
+        unsafe { (self.dot_u8)(w, c) }
+    }
+
+    /// `Σ (r_i - s_i c_i)²` with `c` u8 codes.
+    #[inline(always)]
+    pub fn l2sq_u8(&self, r: &[f32], s: &[f32], c: &[u8]) -> f32 {
+        debug_assert!(r.len() == c.len() && s.len() == c.len());
+        unsafe { (self.l2sq_u8)(r, s, c) }
+    }
+
+    /// `Σ q_i c_i` in exact integer arithmetic, `q` i16 and `c` u8 codes. The caller keeps
+    /// `Σ |q_i| * 255` below `2^31` (see [`i16_query_limit`]), so no partial sum overflows.
+    #[inline(always)]
+    pub fn dot_i16_u8(&self, q: &[i16], c: &[u8]) -> i32 {
+        debug_assert_eq!(q.len(), c.len());
+        unsafe { (self.dot_i16_u8)(q, c) }
+    }
 }
 
 impl std::fmt::Debug for Kernels {
@@ -113,25 +142,25 @@ pub fn kernels() -> &'static Kernels {
 /// Inner product.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    (kernels().dot)(a, b)
+    kernels().dot(a, b)
 }
 
 /// Squared Euclidean distance.
 #[inline]
 pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-    (kernels().l2sq)(a, b)
+    kernels().l2sq(a, b)
 }
 
 /// Squared norm.
 #[inline]
 pub fn norm2(a: &[f32]) -> f32 {
-    (kernels().dot)(a, a)
+    kernels().dot(a, a)
 }
 
 /// `Σ w_i c_i` for u8 codes `c`.
 #[inline]
 pub fn dot_u8(w: &[f32], c: &[u8]) -> f32 {
-    (kernels().dot_u8)(w, c)
+    kernels().dot_u8(w, c)
 }
 
 /// Scale `v` to unit L2 norm in place (a zero vector stays zero). The norm is summed in f64, so
@@ -152,7 +181,7 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
-/// The largest `|q_i|` an i16 query of `dim` values may have for [`DotI16U8Fn`] to be exact:
+/// The largest `|q_i|` an i16 query of `dim` values may have for [`Kernels::dot_i16_u8`] to be exact:
 /// `dim * 255 * limit < 2^31`, capped at `i16::MAX`. Below about 1,000 (dim > 8,000) an i16
 /// query would be too coarse, and callers use the f32 kernel instead.
 pub fn i16_query_limit(dim: usize) -> i32 {
@@ -278,26 +307,26 @@ mod tests {
             let worst: Vec<i16> = vec![lim as i16; n];
             let wc: Vec<u8> = vec![255; n];
             for k in &tables {
-                assert_eq!((k.dot_i16_u8)(&qi, &c) as i64, di, "{k:?} dot_i16_u8 {n}");
+                assert_eq!(k.dot_i16_u8(&qi, &c) as i64, di, "{k:?} dot_i16_u8 {n}");
                 assert_eq!(
-                    (k.dot_i16_u8)(&worst, &wc) as i64,
+                    k.dot_i16_u8(&worst, &wc) as i64,
                     lim * 255 * n as i64,
                     "{k:?} dot_i16_u8 at the limit {n}"
                 );
                 assert!(
-                    ((k.dot)(&a, &b) as f64 - dot).abs() < 1e-4 * (1.0 + dot.abs()),
+                    (k.dot(&a, &b) as f64 - dot).abs() < 1e-4 * (1.0 + dot.abs()),
                     "{k:?} dot {n}"
                 );
                 assert!(
-                    ((k.l2sq)(&a, &b) as f64 - l2).abs() < 1e-4 * (1.0 + l2),
+                    (k.l2sq(&a, &b) as f64 - l2).abs() < 1e-4 * (1.0 + l2),
                     "{k:?} l2sq {n}"
                 );
                 assert!(
-                    ((k.dot_u8)(&a, &c) as f64 - du8).abs() < 1e-3 * (1.0 + du8.abs()),
+                    (k.dot_u8(&a, &c) as f64 - du8).abs() < 1e-3 * (1.0 + du8.abs()),
                     "{k:?} dot_u8 {n}"
                 );
                 assert!(
-                    ((k.l2sq_u8)(&a, &b, &c) as f64 - lu8).abs() < 1e-3 * (1.0 + lu8),
+                    (k.l2sq_u8(&a, &b, &c) as f64 - lu8).abs() < 1e-3 * (1.0 + lu8),
                     "{k:?} l2sq_u8 {n}"
                 );
             }

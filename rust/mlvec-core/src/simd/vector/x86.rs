@@ -3,35 +3,11 @@
 use super::portable;
 use std::arch::x86_64::*;
 
-// Each public fn is reachable only through the kernel tables, which `super::kernels` and
-// `super::variants` hand out only when `crate::cpu` reports the features.
-macro_rules! safe {
-    ($name:ident, $imp:ident, ($($a:ident: $t:ty),*)) => {
-        pub fn $name($($a: $t),*) -> f32 {
-            // SAFETY: the tables hold this fn only when the CPU has the features.
-            unsafe { $imp($($a),*) }
-        }
-    };
-}
-macro_rules! safe_i {
-    ($name:ident, $imp:ident) => {
-        pub fn $name(q: &[i16], c: &[u8]) -> i32 {
-            // SAFETY: the tables hold this fn only when the CPU has the features.
-            unsafe { $imp(q, c) }
-        }
-    };
-}
-safe!(dot_u8_avx512, dotu8_512, (a: &[f32], b: &[u8]));
-safe!(l2_u8_avx512, l2u8_512, (r: &[f32], s: &[f32], c: &[u8]));
-safe!(dot_avx2, dot256, (a: &[f32], b: &[f32]));
-safe_i!(dot_i16_u8_avx512, dot_i16_u8_512);
-safe_i!(dot_i16_u8_avx2, dot_i16_u8_256);
-safe!(l2_avx2, l2256, (a: &[f32], b: &[f32]));
-safe!(dot_u8_avx2, dotu8_256, (a: &[f32], b: &[u8]));
-safe!(l2_u8_avx2, l2u8_256, (r: &[f32], s: &[f32], c: &[u8]));
+// The bodies are `unsafe` (they need their instruction set); the tables in `super` hold them,
+// and hand a table out only when `crate::cpu` reports the features.
 
 #[target_feature(enable = "avx512f")]
-unsafe fn dotu8_512(q: &[f32], c: &[u8]) -> f32 {
+pub(super) unsafe fn dot_u8_avx512(q: &[f32], c: &[u8]) -> f32 {
     let n = q.len().min(c.len());
     let (pq, pc) = (q.as_ptr(), c.as_ptr());
     let mut acc0 = _mm512_setzero_ps();
@@ -52,7 +28,7 @@ unsafe fn dotu8_512(q: &[f32], c: &[u8]) -> f32 {
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn l2u8_512(r: &[f32], s: &[f32], c: &[u8]) -> f32 {
+pub(super) unsafe fn l2_u8_avx512(r: &[f32], s: &[f32], c: &[u8]) -> f32 {
     let n = r.len().min(s.len()).min(c.len());
     let (pr, ps, pc) = (r.as_ptr(), s.as_ptr(), c.as_ptr());
     let mut acc0 = _mm512_setzero_ps();
@@ -82,7 +58,7 @@ unsafe fn l2u8_512(r: &[f32], s: &[f32], c: &[u8]) -> f32 {
 // One widening multiply-add (u8 codes zero-extended to i16, times the i16 query, adjacent
 // pairs summed to i32) per 32 dimensions: a third of the instructions of the f32 path.
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
-unsafe fn dot_i16_u8_512(q: &[i16], c: &[u8]) -> i32 {
+pub(super) unsafe fn dot_i16_u8_avx512(q: &[i16], c: &[u8]) -> i32 {
     let n = q.len().min(c.len());
     let (pq, pc) = (q.as_ptr(), c.as_ptr());
     let mut acc0 = _mm512_setzero_si512();
@@ -111,7 +87,7 @@ unsafe fn dot_i16_u8_512(q: &[i16], c: &[u8]) -> i32 {
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn dot_i16_u8_256(q: &[i16], c: &[u8]) -> i32 {
+pub(super) unsafe fn dot_i16_u8_avx2(q: &[i16], c: &[u8]) -> i32 {
     let n = q.len().min(c.len());
     let (pq, pc) = (q.as_ptr(), c.as_ptr());
     let mut acc0 = _mm256_setzero_si256();
@@ -149,7 +125,7 @@ unsafe fn hsum256(v: __m256) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot256(a: &[f32], b: &[f32]) -> f32 {
+pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc0 = _mm256_setzero_ps();
@@ -177,7 +153,7 @@ unsafe fn dot256(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn l2256(a: &[f32], b: &[f32]) -> f32 {
+pub(super) unsafe fn l2_avx2(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc0 = _mm256_setzero_ps();
@@ -198,7 +174,7 @@ unsafe fn l2256(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dotu8_256(q: &[f32], c: &[u8]) -> f32 {
+pub(super) unsafe fn dot_u8_avx2(q: &[f32], c: &[u8]) -> f32 {
     let n = q.len().min(c.len());
     let (pq, pc) = (q.as_ptr(), c.as_ptr());
     let mut acc0 = _mm256_setzero_ps();
@@ -219,7 +195,7 @@ unsafe fn dotu8_256(q: &[f32], c: &[u8]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn l2u8_256(r: &[f32], s: &[f32], c: &[u8]) -> f32 {
+pub(super) unsafe fn l2_u8_avx2(r: &[f32], s: &[f32], c: &[u8]) -> f32 {
     let n = r.len().min(s.len()).min(c.len());
     let (pr, ps, pc) = (r.as_ptr(), s.as_ptr(), c.as_ptr());
     let mut acc0 = _mm256_setzero_ps();
