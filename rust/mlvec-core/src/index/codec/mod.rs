@@ -206,11 +206,6 @@ impl Codec {
         lay
     }
 
-    /// Whether the codec encodes residuals.
-    pub fn residual(&self) -> bool {
-        with_codec!(self, |c| residual_of(c))
-    }
-
     pub fn param_bytes(&self) -> usize {
         with_codec!(self, |c| c.param_bytes())
     }
@@ -218,8 +213,4 @@ impl Codec {
     pub fn save<'a>(&'a self, w: &mut Writer<'a>, dim: usize) {
         with_codec!(self, |c| c.save(w, dim))
     }
-}
-
-fn residual_of<C: ListCodec>(_: &C) -> bool {
-    C::RESIDUAL
 }
