@@ -6,7 +6,7 @@
 //!
 //! What the kinds share lives here, one concern per file: the types (this file), building
 //! (`train`, `add`, `remove`: `build.rs`), searching and filters (`search.rs`) and persistence
-//! (`persist.rs`, with [`io`] the container format). What differs is a [`Structure`]:
+//! (`persist.rs`, with [`io`] the container format). What differs is a `Structure`:
 //!
 //! - [`ivf::Ivf`]: coarse centroids ([`kmeans`]) and inverted lists whose entries one
 //!   [`codec::ListCodec`] encodes ([`codec`]: flat, sq8, pq, fastscan, binary).
@@ -15,7 +15,7 @@
 //! Every kind addresses vectors by slot (dense `u32`, in insertion order; removal renumbers the
 //! kept slots in order); user ids, allow-lists ([`filter`]) and the id ↔ slot map are the index's.
 //! Scores are "higher is better" everywhere ([`metric`]: L2 scores `-‖q − x‖²`); kernels are
-//! [`crate::simd::vector`]'s. A new kind (a multi-vector index, say) is another [`Structure`]
+//! [`crate::simd::vector`]'s. A new kind (a multi-vector index, say) is another `Structure`
 //! that reuses the ids, filters, k-means, the residual codecs and the file container.
 //!
 //! ```

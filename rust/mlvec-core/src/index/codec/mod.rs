@@ -6,7 +6,7 @@
 //! A codec trains on residuals (vectors minus their list's centroid; Flat stores the vectors
 //! themselves), encodes and decodes one entry, prepares a query once, scans a whole list into a
 //! top-k and estimates one entry, reports the bytes of its parameters and saves and loads them.
-//! The index holds the trained codec as a [`Codec`]; [`with_codec!`] matches it once per query
+//! The index holds the trained codec as a [`Codec`]; `with_codec!` matches it once per query
 //! (or per batch) and runs generic code, so every per-vector call in a scan is static.
 
 pub mod binary;

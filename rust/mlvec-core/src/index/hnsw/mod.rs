@@ -3,11 +3,11 @@
 //!
 //! - `M` links per node on upper layers, `2M` on layer 0, the neighbour-selection heuristic,
 //!   parallel insertion on [`crate::threads`] with striped per-node locks, incremental adds
-//!   ([`build`]).
+//!   (`build.rs`).
 //! - Filtered search walks through rejected nodes and switches to an exact scan of the allowed
-//!   set when that is cheaper (few allowed nodes), so recall does not collapse ([`search`]).
+//!   set when that is cheaper (few allowed nodes), so recall does not collapse (`search.rs`).
 //! - Removal re-links the live nodes that pointed to removed ones (heuristic over their
-//!   neighbours' neighbours), then copies the live nodes into fresh arrays ([`compact`]).
+//!   X
 //! - [`Hnsw::to_parts`] / [`Hnsw::from_parts`] expose the graph as plain arrays for the file
 //!   format (the round trip is exact).
 //!

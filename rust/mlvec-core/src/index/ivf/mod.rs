@@ -3,7 +3,7 @@
 //! re-scoring. The kind behind `Flat`, `IVF<n>,...`, `SQ8`, `PQ<m>`, `BIN`.
 //!
 //! - [`list`]: one inverted list's storage; [`coarse`] and [`projection`]: choosing the lists a
-//!   query probes; [`search`](self::search): the scans.
+//!   query probes; `search.rs`: the scans.
 //!
 //! Entries are slots of the index (their ids are the index's); removal renumbers the kept slots
 //! in order, as every kind of the family does.
