@@ -59,6 +59,20 @@ fn exact(data: &[f32], q: &[f32], k: usize, metric: Metric, ok: impl Fn(u32) -> 
     s.into_iter().map(|x| x.1).collect()
 }
 
+/// [`exact`] for every query of `queries`.
+fn exact_all(
+    data: &[f32],
+    queries: &[f32],
+    k: usize,
+    metric: Metric,
+    ok: impl Fn(u32) -> bool,
+) -> Vec<Vec<u32>> {
+    queries
+        .chunks_exact(D)
+        .map(|q| exact(data, q, k, metric, &ok))
+        .collect()
+}
+
 fn recall(got: &[Vec<u32>], want: &[Vec<u32>]) -> f64 {
     let (mut hit, mut tot) = (0usize, 0usize);
     for (g, w) in got.iter().zip(want) {
@@ -117,10 +131,7 @@ fn recall_against_exact_search_for_each_metric_and_storage() {
             let (h, data, queries) = build(metric, storage);
             assert_eq!(h.len(), N);
             let got = search_all(&h, &queries, 10, 64, None);
-            let want: Vec<Vec<u32>> = queries
-                .chunks_exact(D)
-                .map(|q| exact(&data, q, 10, metric, |_| true))
-                .collect();
+            let want: Vec<Vec<u32>> = exact_all(&data, &queries, 10, metric, |_| true);
             let r = recall(&got, &want);
             let floor = if storage == Storage::F32 { 0.95 } else { 0.85 };
             assert!(r >= floor, "{metric:?} {storage:?}: recall {r}");
@@ -188,10 +199,7 @@ fn filtered_search_keeps_recall_at_every_selectivity() {
         for g in &got {
             assert!(g.iter().all(|&i| f(i)));
         }
-        let want: Vec<Vec<u32>> = queries
-            .chunks_exact(D)
-            .map(|q| exact(&data, q, 10, Metric::L2, f))
-            .collect();
+        let want: Vec<Vec<u32>> = exact_all(&data, &queries, 10, Metric::L2, f);
         let r = recall(&got, &want);
         assert!(r >= 0.95, "1/{modulus} allowed: recall {r}");
         for (g, w) in got.iter().zip(&want) {
@@ -213,10 +221,7 @@ fn remove_hides_nodes_and_frees_space() {
     // The live rows are renumbered in order: node j is row 2j + 1.
     let row = |j: u32| 2 * j + 1;
     assert_eq!(h.len(), N / 2);
-    let want: Vec<Vec<u32>> = queries
-        .chunks_exact(D)
-        .map(|q| exact(&data, q, 10, Metric::Ip, |i| !dead(i)))
-        .collect();
+    let want: Vec<Vec<u32>> = exact_all(&data, &queries, 10, Metric::Ip, |i| !dead(i));
     // Removal re-links and compacts at once: the re-linked graph is searched as wide as it
     // always was after compaction.
     let got: Vec<Vec<u32>> = search_all(&h, &queries, 10, 128, None)
@@ -456,10 +461,7 @@ fn parallel_build_matches_recall_of_serial_build() {
     // Oversubscribed threads interleave inserts and exercise the per-node locks.
     pool.install(|| h.add(&data));
     let got = search_all(&h, &queries, 10, 64, None);
-    let want: Vec<Vec<u32>> = queries
-        .chunks_exact(D)
-        .map(|q| exact(&data, q, 10, Metric::L2, |_| true))
-        .collect();
+    let want: Vec<Vec<u32>> = exact_all(&data, &queries, 10, Metric::L2, |_| true);
     assert!(recall(&got, &want) >= 0.95);
     // Graph invariants: every list within capacity, no self-links, ids in range.
     let p = h.to_parts();
@@ -484,10 +486,7 @@ fn sq8_range_grows_when_later_batches_exceed_it() {
     h.add(&data[..D]);
     h.add(&data[D..]);
     let got = search_all(&h, &queries, 10, 64, None);
-    let want: Vec<Vec<u32>> = queries
-        .chunks_exact(D)
-        .map(|q| exact(&data, q, 10, Metric::L2, |_| true))
-        .collect();
+    let want: Vec<Vec<u32>> = exact_all(&data, &queries, 10, Metric::L2, |_| true);
     let r = recall(&got, &want);
     assert!(r >= 0.85, "recall {r}");
 }
@@ -532,10 +531,7 @@ fn compact_after_heavy_removal_keeps_recall_and_reachability() {
         h.remove(&bitmap(N, (0..N as u32).filter(|&i| dead(i))));
         let live: Vec<u32> = (0..N as u32).filter(|&i| !dead(i)).collect();
         assert_eq!(h.len(), live.len());
-        let want: Vec<Vec<u32>> = queries
-            .chunks_exact(D)
-            .map(|q| exact(&data, q, 10, Metric::L2, |i| !dead(i)))
-            .collect();
+        let want: Vec<Vec<u32>> = exact_all(&data, &queries, 10, Metric::L2, |i| !dead(i));
         let got: Vec<Vec<u32>> = search_all(&h, &queries, 10, 128, None)
             .into_iter()
             .map(|g| g.into_iter().map(|j| live[j as usize]).collect())
