@@ -352,28 +352,20 @@ macro_rules! dispatch {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Isa {
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx512,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2,
     Base,
 }
 
 fn isa() -> Isa {
-    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
-                return Isa::Avx512;
-            }
-            if has!("avx2") && has!("fma") {
-                return Isa::Avx2;
-            }
-        }
+    let f = crate::cpu::detected();
+    if f.avx512f && f.avx512vl && f.avx2_fma() {
+        Isa::Avx512
+    } else if f.avx2_fma() {
+        Isa::Avx2
+    } else {
         Isa::Base
-    })
+    }
 }
 
 dispatch!(softmax_stats_simd, softmax_stats_chunk,

@@ -2,16 +2,16 @@
 //!
 //! - [`maxsim`]: token-wise late-interaction (ColBERT sum-of-max, FILIP mean-of-max) scoring and
 //!   its gradient, over padded or packed variable-length token sets.
-//! - [`simd`]: the SIMD micro-kernels (AVX-512, AVX2, portable), chosen at run time.
-//! - [`hnsw`]: HNSW graph index over f32 vectors or SQ8 codes, with filters, removal and compaction.
-//! - [`index`]: exact and quantized ANN indexes (Flat, IVF, SQ8, PQ, 4-bit fast-scan, binary).
+//! - [`simd`]: the SIMD kernels (AVX-512, AVX2, portable), chosen at run time from [`cpu`]:
+//!   MaxSim tiles, and the vector kernels every index kind shares.
+//! - [`index`]: one family of ANN indexes — exact and quantized inverted lists (Flat, IVF, SQ8,
+//!   PQ, 4-bit fast-scan, binary) and HNSW graphs — with shared ids, filters, removal and files.
 //! - [`contrastive`]: fused element-wise passes over one logits tile of the contrastive losses.
 //! - [`threads`]: the process-wide thread pool all parallel kernels run on.
 
 pub mod contrastive;
 pub mod cpu;
 pub mod error;
-pub mod hnsw;
 pub mod index;
 pub mod maxsim;
 pub mod simd;

@@ -10,7 +10,6 @@ mod contrastive;
 mod cuda;
 mod errors;
 mod gil;
-mod hnsw;
 mod index;
 mod maxsim;
 
@@ -91,6 +90,5 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         cuda::register,
     )?;
     add_submodule(m, "index", "The compiled vector index.", fill_index)?;
-    m.add_class::<hnsw::HnswIndex>()?;
     Ok(())
 }

@@ -5,8 +5,8 @@
 //! cluster, which keeps list sizes balanced. Training uses at most `max_per_centroid` points per
 //! centroid (a random sample), like faiss.
 
-use super::flat::ip_matrix;
-use super::metric::norm2;
+use super::codec::flat::ip_matrix;
+use crate::simd::vector::norm2;
 use crate::{Error, Result};
 use rayon::prelude::*;
 

@@ -1,10 +1,13 @@
-//! Metrics and the small vector kernels every index kind shares.
+//! The one metric of every index kind (lists and graph alike).
 //!
 //! Scores are always "higher is better": inner product for `Ip`, cosine similarity for `Cosine`
 //! (vectors are L2-normalised on the way in, then compared by inner product) and
-//! `-‖q − x‖²` for `L2`.
+//! `-‖q − x‖²` for `L2`. The kernels behind them are [`crate::simd::vector`]'s.
 
+use crate::simd::vector::{self, Kernels};
 use crate::{Error, Result};
+use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// How two vectors are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +21,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// Parse `"ip"`, `"l2"` or `"cosine"`.
+    /// Parse `"ip"`, `"l2"` or `"cosine"` (also `"inner_product"`, `"dot"`, `"euclidean"`, `"cos"`).
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "ip" | "inner_product" | "dot" => Ok(Metric::Ip),
@@ -40,6 +43,26 @@ impl Metric {
         }
     }
 
+    /// Whether vectors are scaled to unit length before they are stored or compared.
+    pub fn normalizes(self) -> bool {
+        self == Metric::Cosine
+    }
+
+    /// Rows (`[n, dim]`) as they are scored: unit-normalised copies for cosine (in parallel
+    /// for large batches; a few queries stay on the calling thread), else the rows themselves.
+    pub fn prepare_rows(self, dim: usize, x: &[f32]) -> Cow<'_, [f32]> {
+        if !self.normalizes() {
+            return Cow::Borrowed(x);
+        }
+        let mut v = x.to_vec();
+        if v.len() < 1 << 16 {
+            v.chunks_exact_mut(dim).for_each(vector::normalize);
+        } else {
+            v.par_chunks_mut(dim).for_each(vector::normalize);
+        }
+        Cow::Owned(v)
+    }
+
     /// Turn an inner product into this metric's score given both squared norms.
     #[inline]
     pub fn from_ip(self, ip: f32, q_norm2: f32, x_norm2: f32) -> f32 {
@@ -48,144 +71,15 @@ impl Metric {
             _ => ip,
         }
     }
-}
 
-/// Inner product of two equally long slices (AVX2+FMA when present, portable otherwise).
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        if simd_ok() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            return unsafe { dot_avx2(a, b) };
+    /// The score of two full-precision vectors (the query normalised already for cosine).
+    #[inline(always)]
+    pub fn score(self, k: &Kernels, q: &[f32], x: &[f32]) -> f32 {
+        match self {
+            Metric::L2 => -k.l2sq(q, x),
+            Metric::Ip | Metric::Cosine => k.dot(q, x),
         }
     }
-    dot_portable(a, b)
-}
-
-/// Squared Euclidean distance.
-#[inline]
-pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let d = x - y;
-            d * d
-        })
-        .sum()
-}
-
-/// Squared norm.
-#[inline]
-pub fn norm2(a: &[f32]) -> f32 {
-    dot(a, a)
-}
-
-/// Scale `a` to unit length in place (zero vectors stay zero).
-pub fn normalize(a: &mut [f32]) {
-    let n = norm2(a).sqrt();
-    if n > 0.0 {
-        let inv = 1.0 / n;
-        a.iter_mut().for_each(|x| *x *= inv);
-    }
-}
-
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent partial sums so the compiler can vectorise without reassociation.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        s += a[i] * b[i];
-    }
-    s
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn simd_ok() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len();
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut s0 = _mm256_setzero_ps();
-    let mut s1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), s1);
-        i += 16;
-    }
-    if i + 8 <= n {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-        i += 8;
-    }
-    let s = _mm256_add_ps(s0, s1);
-    let hi = _mm256_extractf128_ps(s, 1);
-    let lo = _mm256_castps256_ps128(s);
-    let q = _mm_add_ps(hi, lo);
-    let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-    let mut out = _mm_cvtss_f32(q);
-    while i < n {
-        out += *pa.add(i) * *pb.add(i);
-        i += 1;
-    }
-    out
-}
-
-/// `sum_i w[i] * codes[i]` for u8 codes (the SQ8 scan kernel).
-#[inline]
-pub fn dot_u8(w: &[f32], codes: &[u8]) -> f32 {
-    debug_assert_eq!(w.len(), codes.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        if simd_ok() {
-            // SAFETY: AVX2 and FMA are present (checked at run time).
-            return unsafe { dot_u8_avx2(w, codes) };
-        }
-    }
-    w.iter().zip(codes).map(|(a, &c)| a * c as f32).sum()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_u8_avx2(w: &[f32], codes: &[u8]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = w.len();
-    let mut s0 = _mm256_setzero_ps();
-    let mut s1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        let c = _mm_loadu_si128(codes.as_ptr().add(i) as *const __m128i);
-        let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
-        let c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c, 8)));
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(i)), c0, s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(i + 8)), c1, s1);
-        i += 16;
-    }
-    let s = _mm256_add_ps(s0, s1);
-    let mut buf = [0f32; 8];
-    _mm256_storeu_ps(buf.as_mut_ptr(), s);
-    let mut out: f32 = buf.iter().sum();
-    while i < n {
-        out += w[i] * codes[i] as f32;
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -193,24 +87,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dot_matches_f64() {
-        for n in [1usize, 7, 8, 15, 16, 17, 33, 384] {
-            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let r: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            assert!((dot(&a, &b) as f64 - r).abs() < 1e-4, "n={n}");
-            let c: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
-            let r: f64 = a.iter().zip(&c).map(|(x, y)| *x as f64 * *y as f64).sum();
-            assert!(
-                (dot_u8(&a, &c) as f64 - r).abs() < 1e-2 * (1.0 + r.abs()),
-                "n={n}"
-            );
+    fn parse_and_name() {
+        for (s, m) in [
+            ("IP", Metric::Ip),
+            ("dot", Metric::Ip),
+            ("L2", Metric::L2),
+            ("cos", Metric::Cosine),
+        ] {
+            assert_eq!(Metric::parse(s).unwrap(), m);
+            assert_eq!(Metric::parse(m.name()).unwrap(), m);
         }
+        let e = Metric::parse("manhattan").unwrap_err().to_string();
+        assert!(e.starts_with("metric:") && e.contains("manhattan"), "{e}");
     }
 
     #[test]
-    fn metric_parse() {
-        assert_eq!(Metric::parse("IP").unwrap(), Metric::Ip);
-        assert!(Metric::parse("manhattan").is_err());
+    fn scores_are_higher_is_better() {
+        let k = crate::simd::vector::kernels();
+        let (q, near, far) = ([1.0f32, 0.0], [0.9f32, 0.1], [-1.0f32, 0.5]);
+        for m in [Metric::Ip, Metric::L2, Metric::Cosine] {
+            assert!(m.score(k, &q, &near) > m.score(k, &q, &far), "{m:?}");
+        }
+        assert!((Metric::L2.score(k, &q, &near) + 0.02).abs() < 1e-6);
+        assert_eq!(Metric::L2.from_ip(2.0, 3.0, 4.0), -3.0);
     }
 }

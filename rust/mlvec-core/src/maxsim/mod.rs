@@ -181,24 +181,13 @@ pub fn backward<T: Element>(
     q2d: Option<DirectionGrad>,
     d2q: Option<DirectionGrad>,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    check_dims(q, d)?;
-    let p_total = pairing.pairs(q, d)?;
-    let (lq_max, ld_max) = (q.max_len(), d.max_len());
-    for (name, g, l) in [("q2d", &q2d, lq_max), ("d2q", &d2q, ld_max)] {
-        if let Some(g) = g {
-            if g.grad.len() != p_total || g.argmax.len() != p_total * l {
-                return Err(Error::invalid(
-                    name,
-                    format!(
-                        "expected grad of length {p_total} and argmax of length {} ({p_total} pairs x {l}), got {} and {}",
-                        p_total * l,
-                        g.grad.len(),
-                        g.argmax.len()
-                    ),
-                ));
-            }
-        }
-    }
+    let (_, lq_max, ld_max) = check_upstream(q, d, pairing, &q2d, &d2q)?;
+    let up = Upstream {
+        q2d,
+        d2q,
+        lq_max,
+        ld_max,
+    };
     let dim = q.dim();
     let (nq, nd) = (q.len(), d.len());
     let mut dq = vec![0f32; q.rows() * dim];
@@ -224,65 +213,25 @@ pub fn backward<T: Element>(
         set_slices(&mut dq, q.offsets(), dim)
             .into_par_iter()
             .try_for_each(|(qi, out)| -> Result<()> {
-                let (qs, ql) = q.span(qi);
                 for p in pairs_of_q(qi) {
                     let di = pairing.split(p, nd.max(1)).1;
-                    let (ds, dl) = d.span(di);
-                    if let Some(g) = &q2d {
-                        let w = g.grad[p];
-                        for i in 0..ql {
-                            if !q.valid(qs + i) {
-                                continue;
-                            }
-                            if let Some(j) = check_arg(g.argmax[p * lq_max + i], dl, "q2d_argmax")? {
-                                axpy(&mut out[i * dim..][..dim], w, d.row(ds + j));
-                            }
-                        }
-                    }
-                    if let Some(g) = &d2q {
-                        let w = g.grad[p];
-                        for j in 0..dl {
-                            if !d.valid(ds + j) {
-                                continue;
-                            }
-                            if let Some(i) = check_arg(g.argmax[p * ld_max + j], ql, "d2q_argmax")? {
-                                axpy(&mut out[i * dim..][..dim], w, d.row(ds + j));
-                            }
-                        }
-                    }
+                    let ds = d.span(di).0;
+                    up.each_match((q, d), (p, qi, di), |i, j, w| {
+                        axpy(&mut out[i * dim..][..dim], w, d.row(ds + j))
+                    })?;
                 }
                 Ok(())
             })?;
         set_slices(&mut dd, d.offsets(), dim)
             .into_par_iter()
             .try_for_each(|(di, out)| -> Result<()> {
-                let (ds, dl) = d.span(di);
                 let (first, step, count) = pairs_of_d(di);
                 for p in (0..count).map(|c| first + c * step) {
                     let qi = pairing.split(p, nd.max(1)).0;
-                    let (qs, ql) = q.span(qi);
-                    if let Some(g) = &q2d {
-                        let w = g.grad[p];
-                        for i in 0..ql {
-                            if !q.valid(qs + i) {
-                                continue;
-                            }
-                            if let Some(j) = check_arg(g.argmax[p * lq_max + i], dl, "q2d_argmax")? {
-                                axpy(&mut out[j * dim..][..dim], w, q.row(qs + i));
-                            }
-                        }
-                    }
-                    if let Some(g) = &d2q {
-                        let w = g.grad[p];
-                        for j in 0..dl {
-                            if !d.valid(ds + j) {
-                                continue;
-                            }
-                            if let Some(i) = check_arg(g.argmax[p * ld_max + j], ql, "d2q_argmax")? {
-                                axpy(&mut out[j * dim..][..dim], w, q.row(qs + i));
-                            }
-                        }
-                    }
+                    let qs = q.span(qi).0;
+                    up.each_match((q, d), (p, qi, di), |i, j, w| {
+                        axpy(&mut out[j * dim..][..dim], w, q.row(qs + i))
+                    })?;
                 }
                 Ok(())
             })
@@ -291,7 +240,79 @@ pub fn backward<T: Element>(
 }
 
 /// A saved argmax position: `None` when undefined (−1), an error when outside the set.
-fn check_arg(arg: i32, len: usize, name: &'static str) -> Result<Option<usize>> {
+/// Check the inputs of a backward pass: matching dimensions, and upstream gradients and argmax
+/// arrays sized for the pairs. Returns the number of pairs and the longest query and document
+/// sets (the argmax arrays' row strides).
+pub(crate) fn check_upstream<T: Element>(
+    q: &TokenSets<T>,
+    d: &TokenSets<T>,
+    pairing: Pairing,
+    q2d: &Option<DirectionGrad>,
+    d2q: &Option<DirectionGrad>,
+) -> Result<(usize, usize, usize)> {
+    check_dims(q, d)?;
+    let p_total = pairing.pairs(q, d)?;
+    let (lq_max, ld_max) = (q.max_len(), d.max_len());
+    for (name, g, l) in [("q2d", &q2d, lq_max), ("d2q", &d2q, ld_max)] {
+        if let Some(g) = g {
+            if g.grad.len() != p_total || g.argmax.len() != p_total * l {
+                return Err(Error::invalid(
+                    name,
+                    format!(
+                        "expected grad of length {p_total} and argmax of length {} ({p_total} pairs x {l}), got {} and {}",
+                        p_total * l,
+                        g.grad.len(),
+                        g.argmax.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((p_total, lq_max, ld_max))
+}
+
+/// The upstream gradients of both directions, with the row strides of their argmax arrays.
+struct Upstream<'a> {
+    q2d: Option<DirectionGrad<'a>>,
+    d2q: Option<DirectionGrad<'a>>,
+    lq_max: usize,
+    ld_max: usize,
+}
+
+impl Upstream<'_> {
+    /// Every (query row `i`, document row `j`, weight) that pair `p` (query set `qi`, document
+    /// set `di`) sends gradient through, rows counted within their sets: each valid query row to
+    /// its argmax document row (q→d), then each valid document row to its argmax query row
+    /// (d→q), by position.
+    fn each_match<T: Element>(
+        &self,
+        (q, d): (&TokenSets<T>, &TokenSets<T>),
+        (p, qi, di): (usize, usize, usize),
+        mut f: impl FnMut(usize, usize, f32),
+    ) -> Result<()> {
+        let ((qs, ql), (ds, dl)) = (q.span(qi), d.span(di));
+        if let Some(g) = &self.q2d {
+            let w = g.grad[p];
+            for i in (0..ql).filter(|&i| q.valid(qs + i)) {
+                if let Some(j) = check_arg(g.argmax[p * self.lq_max + i], dl, "q2d_argmax")? {
+                    f(i, j, w);
+                }
+            }
+        }
+        if let Some(g) = &self.d2q {
+            let w = g.grad[p];
+            for j in (0..dl).filter(|&j| d.valid(ds + j)) {
+                if let Some(i) = check_arg(g.argmax[p * self.ld_max + j], ql, "d2q_argmax")? {
+                    f(i, j, w);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An argmax position of a set of `len` rows: `None` for -1 (no row), an error past the set.
+pub(crate) fn check_arg(arg: i32, len: usize, name: &'static str) -> Result<Option<usize>> {
     if arg < 0 {
         Ok(None)
     } else if (arg as usize) < len {

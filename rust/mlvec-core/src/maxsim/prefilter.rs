@@ -30,17 +30,8 @@ const MAX_DIM: usize = 512;
 
 /// Whether this CPU runs the pre-filter (AVX-512 F, BW, VL and VNNI).
 pub(super) fn available() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
+    let f = crate::cpu::detected();
+    f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni
 }
 
 /// One query set's valid tokens quantized to int8, with their bound coefficients.

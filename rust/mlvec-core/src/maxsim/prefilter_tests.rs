@@ -383,11 +383,8 @@ fn out_of_range_inputs_are_scored_in_full() {
 fn random_documents_are_mostly_pruned() {
     if !prefilter::available() {
         // Only a CPU without AVX-512 BW/VL/VNNI has no filter to measure.
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            assert!(!(has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")));
-        }
+        let f = crate::cpu::detected();
+        assert!(!(f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni));
         return;
     }
     let (dim, lq, ld, nd) = (128, 32, 300, 20);

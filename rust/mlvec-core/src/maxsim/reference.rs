@@ -4,7 +4,7 @@
 use super::{check_dims, DirectionGrad, Forward, Outputs, Pairing};
 use crate::threads;
 use crate::tokens::{Element, TokenSets};
-use crate::{Error, Result};
+use crate::Result;
 use rayon::prelude::*;
 
 #[inline]
@@ -134,40 +134,13 @@ pub fn backward<T: Element>(
     q2d: Option<DirectionGrad>,
     d2q: Option<DirectionGrad>,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    check_dims(q, d)?;
-    let p_total = pairing.pairs(q, d)?;
-    let (lq_max, ld_max) = (q.max_len(), d.max_len());
-    for (name, g, l) in [("q2d", &q2d, lq_max), ("d2q", &d2q, ld_max)] {
-        if let Some(g) = g {
-            if g.grad.len() != p_total || g.argmax.len() != p_total * l {
-                return Err(Error::invalid(
-                    name,
-                    format!(
-                        "expected grad of length {p_total} and argmax of length {} ({p_total} pairs x {l}), got {} and {}",
-                        p_total * l,
-                        g.grad.len(),
-                        g.argmax.len()
-                    ),
-                ));
-            }
-        }
-    }
+    let (p_total, lq_max, ld_max) = super::check_upstream(q, d, pairing, &q2d, &d2q)?;
     let dim = q.dim();
     let nd = d.len().max(1);
     let mut dq = vec![0f32; q.rows() * dim];
     let mut dd = vec![0f32; d.rows() * dim];
-    let check = |arg: i32, len: usize, name: &'static str| -> Result<Option<usize>> {
-        if arg < 0 {
-            Ok(None)
-        } else if (arg as usize) < len {
-            Ok(Some(arg as usize))
-        } else {
-            Err(Error::invalid(
-                name,
-                format!("argmax position {arg} is outside a set of {len} rows"),
-            ))
-        }
-    };
+    // Argmax positions are validated as the kernels validate them (the same contract).
+    let check = super::check_arg;
     // Sequential scatter: simple and deterministic.
     for p in 0..p_total {
         let (qi, di) = pairing.split(p, nd);

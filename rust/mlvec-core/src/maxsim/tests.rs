@@ -734,7 +734,7 @@ fn arithmetic_peak() {
         _mm512_dpbf16_ps(*a, x, x)
     });
 
-    if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")) {
+    if !(crate::cpu::detected().avx512f && crate::cpu::detected().avx512bf16) {
         println!("this CPU lacks AVX-512F or AVX-512 BF16: nothing to measure");
         return;
     }

@@ -93,9 +93,7 @@ pub fn first_nonfinite<B: Bits>(
         // SAFETY: `isa` is only ever one that `available` reported for this CPU; AVX-512BW is
         // part of every AVX-512 CPU we dispatch to, checked there.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 { .. } if std::arch::is_x86_feature_detected!("avx512bw") => unsafe {
-            scan_avx512(data, dim, lim, rows)
-        },
+        Isa::Avx512 { .. } if crate::cpu::detected().avx512bw => unsafe { scan_avx512(data, dim, lim, rows) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 { .. } | Isa::Avx2 => unsafe { scan_avx2(data, dim, lim, rows) },

@@ -10,6 +10,10 @@
 //! Variants: AVX-512F (+ AVX-512 BF16 `vdpbf16ps` for bfloat16 with an even dimension),
 //! AVX2 + FMA, and a portable fallback that any target compiles (aarch64 included).
 //! [`avx512_int`] holds the int8 (`vpdpbusd`) kernels of the bfloat16 pre-filter.
+//!
+//! The vector indexes' kernels live here too: [`vector`] (one query against one row: dot
+//! products, L2 distances, SQ8 codes, normalisation) and [`rowdot`] (one query against many
+//! rows). Every variant is chosen from [`crate::cpu`], the one feature detection.
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -19,8 +23,8 @@ pub mod avx512;
 pub mod avx512_int;
 pub mod finite;
 pub mod portable;
-
-use std::sync::OnceLock;
+pub mod rowdot;
+pub mod vector;
 
 /// Largest |int8| the bfloat16 pre-filter quantizes an element to (`maxsim::prefilter`).
 pub const INT8_MAX: f32 = 127.0;
@@ -84,36 +88,39 @@ mod avx512_consts {
     pub const W: usize = 32;
 }
 
-/// The best level this CPU supports (detected once).
+/// The best level this CPU supports (from [`crate::cpu`]).
+#[inline]
 pub fn detect() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| available()[0])
+    let f = crate::cpu::detected();
+    if f.avx512f && f.fma && f.f16c {
+        // Widening bf16 to fp32 and using two-port fp32 FMAs measured faster than `vdpbf16ps`
+        // on the Sapphire Rapids machines we build on, cache-resident (32x128 query vs 300x128
+        // documents, one thread: 133 vs 78 GFLOP/s) and streaming 1,000 documents from memory
+        // with both kernels prefetching the next tile (2 threads, `variant_streaming`: 36k vs
+        // 21k docs/s), so the paired-dot-product variant is not the default.
+        Isa::Avx512 { bf16: false }
+    } else if f.avx2_fma() && f.f16c {
+        Isa::Avx2
+    } else {
+        Isa::Portable
+    }
 }
 
 /// Every level this CPU can run, best first (tests compare all of them with the reference).
 pub fn available() -> Vec<Isa> {
-    #[allow(unused_mut)]
-    let mut out = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("fma") && has!("f16c") {
-            // Widening bf16 to fp32 and using two-port fp32 FMAs measured faster than
-            // `vdpbf16ps` on the Sapphire Rapids machines we build on, cache-resident (32x128
-            // query vs 300x128 documents, one thread: 133 vs 78 GFLOP/s) and streaming 1,000
-            // documents from memory with both kernels prefetching the next tile (2 threads,
-            // `variant_streaming`: 36k vs 21k docs/s), so the paired-dot-product variant is
-            // not the default.
-            out.push(Isa::Avx512 { bf16: false });
-            if has!("avx512bf16") {
-                out.push(Isa::Avx512 { bf16: true });
-            }
+    let f = crate::cpu::detected();
+    let mut out = vec![detect()];
+    if matches!(out[0], Isa::Avx512 { .. }) {
+        if f.avx512bf16 {
+            out.push(Isa::Avx512 { bf16: true });
         }
-        if has!("avx2") && has!("fma") && has!("f16c") {
+        if f.avx2_fma() {
             out.push(Isa::Avx2);
         }
     }
-    out.push(Isa::Portable);
+    if out[0] != Isa::Portable {
+        out.push(Isa::Portable);
+    }
     out
 }
 

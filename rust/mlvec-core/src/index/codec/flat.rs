@@ -1,9 +1,62 @@
-//! Exact search: blocked GEMM inner products (query batches) or SIMD dot products (single
-//! queries, split over the database), folded into per-query top-k heaps.
+//! Float32 vectors, scored exactly: the Flat list codec, and exact search over a whole
+//! database by blocked GEMM inner products (query batches) or SIMD dot products (single queries,
+//! split over the database), folded into per-query top-k heaps.
 
-use super::metric::{dot, Metric};
-use super::topk::TopK;
+use super::{ListCodec, ListScan};
+use crate::index::io::Writer;
+use crate::index::ivf::list::Layout;
+use crate::index::metric::Metric;
+use crate::index::topk::TopK;
+use crate::simd::vector::kernels;
 use rayon::prelude::*;
+
+/// The vectors themselves (normalised for cosine), in the lists, not relative to a centroid.
+#[derive(Clone, Copy, Debug)]
+pub struct Flat;
+
+impl ListCodec for Flat {
+    /// Nothing to prepare: entries are scored against the query itself.
+    type Query = ();
+    const RESIDUAL: bool = false;
+    const DECODES: bool = false;
+
+    fn layout(&self, dim: usize) -> Layout {
+        Layout {
+            vec_dim: dim,
+            ..Layout::default()
+        }
+    }
+
+    fn encode(&self, _x: &[f32], _code: &mut [u8], _aux: &mut [f32]) {}
+
+    fn decode(&self, _code: &[u8], _out: &mut [f32]) {
+        unreachable!("Flat lists hold the vectors themselves (DECODES is false)")
+    }
+
+    fn prepare(&self, _q: &[f32]) {}
+
+    fn scan(&self, _: &(), s: &ListScan, top: &mut TopK) {
+        let k = kernels();
+        let d = s.q.len();
+        for (pos, v) in s.list.vecs.as_slice().chunks_exact(d).enumerate() {
+            s.offer(top, s.score(k.dot(s.q, v), pos), pos);
+        }
+    }
+
+    fn estimate(&self, _: &(), s: &ListScan, pos: usize, _code: &mut Vec<u8>) -> (f32, f32) {
+        let d = s.q.len();
+        (
+            kernels().dot(s.q, &s.list.vecs.as_slice()[pos * d..(pos + 1) * d]),
+            0.0,
+        )
+    }
+
+    fn param_bytes(&self) -> usize {
+        0
+    }
+
+    fn save<'a>(&'a self, _w: &mut Writer<'a>, _dim: usize) {}
+}
 
 /// `out[i * n + j] = <a_i, b_j>` for `a` `[m, d]` and `b` `[n, d]`, row-major (one sgemm).
 pub fn ip_matrix(a: &[f32], b: &[f32], d: usize, out: &mut [f32]) {
@@ -108,6 +161,7 @@ pub fn search(
         }
         out
     } else {
+        let kern = kernels();
         (0..nq)
             .map(|qi| {
                 let q = &queries[qi * d..(qi + 1) * d];
@@ -118,7 +172,7 @@ pub fn search(
                     .map(|c| {
                         let mut top = TopK::new(k);
                         for j in c * chunk..((c + 1) * chunk).min(n) {
-                            let ip = dot(q, &db[j * d..(j + 1) * d]);
+                            let ip = kern.dot(q, &db[j * d..(j + 1) * d]);
                             let s = metric.from_ip(ip, qn, db_norm2.get(j).copied().unwrap_or(0.0));
                             if s >= top.threshold() && allow(j as u32) {
                                 top.push(s, j as u32);
@@ -141,6 +195,7 @@ pub fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::vector::dot;
 
     #[test]
     fn gemm_matches_dots() {

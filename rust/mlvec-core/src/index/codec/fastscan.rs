@@ -8,6 +8,12 @@
 //! Block layout (32 vectors, `m` sub-spaces): `m × 16` bytes; byte `j·16 + i` holds the code of
 //! vector `i` of the block in its low nibble and of vector `i + 16` in its high nibble.
 
+use super::pq::Pq;
+use super::{ListCodec, ListScan};
+use crate::index::io::Writer;
+use crate::index::ivf::list::Layout;
+use crate::index::topk::TopK;
+
 /// Vectors per block.
 pub const BLOCK: usize = 32;
 
@@ -91,7 +97,7 @@ pub fn scan_block(q: &QuantLut, m: usize, block: &[u8], out: &mut [u16; BLOCK]) 
             unsafe { scan_block_avx512(&q.lut, m, block, out) };
             return;
         }
-        if super::metric::simd_ok() {
+        if crate::cpu::detected().avx2_fma() {
             // SAFETY: AVX2 is present (checked at run time); `block` holds m·16 bytes.
             unsafe { scan_block_avx2(&q.lut, m, block, out) };
             return;
@@ -102,13 +108,8 @@ pub fn scan_block(q: &QuantLut, m: usize, block: &[u8], out: &mut [u16; BLOCK]) 
 
 #[cfg(target_arch = "x86_64")]
 fn avx512bw_ok() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && super::metric::simd_ok()
-    })
+    let f = crate::cpu::detected();
+    f.avx512f && f.avx512bw && f.avx2_fma()
 }
 
 /// One sub-space of a block with 256-bit shuffles: the 32 codes' low and high nibbles look up
@@ -249,9 +250,7 @@ fn block_scores_portable(
 
 #[cfg(target_arch = "x86_64")]
 fn avx512_ok() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    crate::cpu::detected().avx512f
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -293,6 +292,111 @@ unsafe fn block_scores_avx512(
         m |= (ok_s as u32) << (h * 16);
     }
     m
+}
+
+/// 4-bit PQ scanned 32 entries at a time (the codebooks are [`Pq`]'s, with 16 centroids).
+#[derive(Clone, Debug)]
+pub struct FastScan(pub Pq);
+
+/// A query against 4-bit codes: the u8 table the scan uses and the float table it stands for
+/// (which re-ranks the shortlist).
+pub struct FastScanQuery {
+    quant: QuantLut,
+    lut: Vec<f32>,
+}
+
+impl ListCodec for FastScan {
+    type Query = FastScanQuery;
+    const REFINES: bool = true;
+
+    fn layout(&self, _dim: usize) -> Layout {
+        Layout {
+            fastscan_m: Some(self.0.m),
+            ..Layout::default()
+        }
+    }
+
+    fn encode(&self, x: &[f32], code: &mut [u8], _aux: &mut [f32]) {
+        self.0.encode(x, code)
+    }
+
+    fn decode(&self, code: &[u8], out: &mut [f32]) {
+        self.0.decode(code, out)
+    }
+
+    fn prepare(&self, q: &[f32]) -> FastScanQuery {
+        let lut = self.0.lut(q);
+        FastScanQuery {
+            quant: QuantLut::new(&lut, self.0.m),
+            lut,
+        }
+    }
+
+    fn scan(&self, query: &FastScanQuery, s: &ListScan, top: &mut TopK) {
+        let ql = &query.quant;
+        let (lay, list) = (s.lay, s.list);
+        let mq = self.0.m;
+        let bb = block_bytes(mq);
+        let n = list.len();
+        let norms = list.norms.as_slice();
+        let mut acc = [0u16; BLOCK];
+        let mut scores = [0f32; BLOCK];
+        for (b, block) in list.codes.as_slice().chunks_exact(bb).enumerate() {
+            scan_block(ql, mq, block, &mut acc);
+            let lim = (n - b * BLOCK).min(BLOCK);
+            // Without per-vector norms the score is monotone in the u16 sum: reject in the
+            // integer domain before any float work.
+            let amin = if lay.norms || top.len() < top.capacity() {
+                0u16
+            } else {
+                ((top.threshold() - s.base - ql.bias) / ql.scale)
+                    .floor()
+                    .clamp(0.0, 65535.0) as u16
+            };
+            // Scores and the threshold test for the whole block at once; only vectors that pass
+            // reach the filter and the heap.
+            let p0 = b * BLOCK;
+            let nr = lay.norms.then(|| (s.qn2, &norms[p0..p0 + lim]));
+            let mut m = block_scores(
+                &acc,
+                lim,
+                amin,
+                s.base + ql.bias,
+                ql.scale,
+                nr,
+                top.threshold(),
+                &mut scores,
+            );
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                s.offer(top, scores[i], p0 + i);
+            }
+        }
+    }
+
+    fn estimate(&self, query: &FastScanQuery, s: &ListScan, pos: usize, code: &mut Vec<u8>) -> (f32, f32) {
+        s.list.code(s.lay, pos, code);
+        let ip = code
+            .iter()
+            .enumerate()
+            .map(|(j, &c)| query.lut[j * 16 + c as usize])
+            .sum();
+        (ip, 0.0)
+    }
+
+    /// Four times `k` without exact re-scoring: the float table re-ranks them.
+    fn shortlist(&self, k: usize, rescore: Option<usize>) -> usize {
+        rescore.map_or(4 * k, |r| (k * r).max(32))
+    }
+
+    fn param_bytes(&self) -> usize {
+        self.0.param_bytes()
+    }
+
+    fn save<'a>(&'a self, w: &mut Writer<'a>, _dim: usize) {
+        self.0.save_codebooks(w)
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! codes), full-precision values for the Flat codec, per-vector floats for binary codes (blocked
 //! like their codes) and, for L2, the exact squared norm.
 
-use super::io::Buf;
-use super::{binary, fastscan};
+use crate::index::codec::{binary, fastscan};
+use crate::index::io::{Buf, Pod};
 
 /// One inverted list.
 #[derive(Clone, Debug, Default)]
@@ -19,7 +19,7 @@ pub struct List {
 }
 
 /// What a list stores per vector (fixed by the codec and metric).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Layout {
     /// Bytes per code for flat byte layouts; 0 when codes are fast-scan blocks.
     pub code_size: usize,
@@ -27,7 +27,9 @@ pub struct Layout {
     pub fastscan_m: Option<usize>,
     /// Floats of full-precision vector per entry (the Flat codec), else 0.
     pub vec_dim: usize,
+    /// Floats per entry beside the code (binary codes).
     pub aux: usize,
+    /// The squared norm of each entry (L2).
     pub norms: bool,
     /// Binary codes: codes and aux floats in [`binary`]'s 16-vector blocks.
     pub binary: bool,
@@ -54,7 +56,7 @@ impl List {
     /// Make room for `extra` more entries: exactly when the list is empty (a bulk build leaves
     /// no slack), geometrically otherwise (repeated small adds stay amortized O(1) each).
     pub fn reserve(&mut self, lay: &Layout, extra: usize) {
-        fn grow<T: super::io::Pod>(v: &mut Vec<T>, want: usize, exact: bool) {
+        fn grow<T: Pod>(v: &mut Vec<T>, want: usize, exact: bool) {
             let more = want.saturating_sub(v.len());
             if exact {
                 v.reserve_exact(more);

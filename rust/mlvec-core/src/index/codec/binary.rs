@@ -15,8 +15,13 @@
 //! (`aux[1]`) is recomputed in the scan and the error-bound factor (`aux[2]`, needed only when
 //! re-scoring) is kept apart. The last block is zero-padded.
 
-use super::kmeans::Rng;
-use super::metric::dot;
+use super::{ListCodec, ListScan};
+use crate::index::io::{Reader, Writer};
+use crate::index::ivf::list::Layout;
+use crate::index::kmeans::Rng;
+use crate::index::topk::TopK;
+use crate::simd::vector::kernels;
+use crate::Result;
 
 /// Confidence multiplier of the error bound.
 pub const EPS0: f32 = 1.9;
@@ -159,7 +164,15 @@ impl Binary {
     }
 
     fn rotate(&self, x: &[f32]) -> Vec<f32> {
-        self.rot.chunks_exact(self.d).map(|row| dot(row, x)).collect()
+        let k = kernels();
+        self.rot.chunks_exact(self.d).map(|row| k.dot(row, x)).collect()
+    }
+
+    /// The rotation `save` wrote.
+    pub fn load(r: &Reader, d: usize) -> Result<Self> {
+        let dp = d.div_ceil(64) * 64;
+        let rot = r.array::<f32>("rotation", Some(dp * d))?.as_slice().to_vec();
+        Ok(Binary { d, dp, rot })
     }
 
     /// Encode a residual into `code_size()` bytes and `AUX` floats.
@@ -237,7 +250,7 @@ impl BinaryQuery {
 
     /// Scan `n` blocked codes (`codes` in the list layout; `norms` per vector for L2). Each
     /// vector's score is `base + estimate`, or for L2 `2·(base + estimate) − qn2 − norm`,
-    /// computed exactly as [`BinaryQuery::ip`] and [`super::metric::Metric::from_ip`] do. Every
+    /// computed exactly as [`BinaryQuery::ip`] and [`crate::index::metric::Metric::from_ip`] do. Every
     /// vector scoring at least the current threshold (initially `thr`) is handed to
     /// `hit(pos, score)`, which returns the new threshold.
     #[allow(clippy::too_many_arguments)]
@@ -383,24 +396,90 @@ impl BinaryQuery {
     }
 }
 
+/// Binary codes keep no vectors to decode: L2 scores use the stored vectors' own norms, and the
+/// estimator's error bound lets exact re-scoring skip candidates.
+impl ListCodec for Binary {
+    type Query = BinaryQuery;
+    const DECODES: bool = false;
+    const BOUNDED: bool = true;
+
+    fn layout(&self, _dim: usize) -> Layout {
+        Layout {
+            code_size: self.code_size(),
+            aux: AUX,
+            binary: true,
+            ..Layout::default()
+        }
+    }
+
+    fn encode(&self, x: &[f32], code: &mut [u8], aux: &mut [f32]) {
+        Binary::encode(self, x, code, aux)
+    }
+
+    fn decode(&self, _code: &[u8], _out: &mut [f32]) {
+        unreachable!("binary codes are not decoded (DECODES is false)")
+    }
+
+    fn prepare(&self, q: &[f32]) -> BinaryQuery {
+        Binary::prepare(self, q)
+    }
+
+    fn scan(&self, bq: &BinaryQuery, s: &ListScan, top: &mut TopK) {
+        // Vectorized over 16-code blocks; only vectors beating the current k-th score reach the
+        // filter and the heap.
+        let list = s.list;
+        bq.scan(
+            list.codes.as_slice(),
+            s.lay.norms.then_some(list.norms.as_slice()),
+            list.len(),
+            s.base,
+            s.qn2,
+            top.threshold(),
+            &mut |pos, score| {
+                if s.allowed(list.slots[pos]) {
+                    top.push(score, s.payload(pos));
+                }
+                top.threshold()
+            },
+        );
+    }
+
+    fn estimate(&self, bq: &BinaryQuery, s: &ListScan, pos: usize, code: &mut Vec<u8>) -> (f32, f32) {
+        code.resize(s.lay.code_size, 0);
+        let aux = s.list.binary_entry(s.lay, pos, code);
+        bq.ip(code, &aux)
+    }
+
+    /// Four times the usual shortlist when re-scoring: the estimates are coarse, and the error
+    /// bound prunes most of them before they are scored exactly.
+    fn shortlist(&self, k: usize, rescore: Option<usize>) -> usize {
+        rescore.map_or(k, |r| 4 * (k * r).max(32))
+    }
+
+    fn param_bytes(&self) -> usize {
+        4 * self.rot.len()
+    }
+
+    fn save<'a>(&'a self, w: &mut Writer<'a>, _dim: usize) {
+        w.add("rotation", vec![self.dp, self.d], &self.rot);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn has_vpopcntdq() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vpopcntdq"))
+    let f = crate::cpu::detected();
+    f.avx512f && f.avx512vpopcntdq
 }
 
 #[inline]
 fn weighted_popcount(planes: &[u64], code: &[u8], words: usize) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::sync::OnceLock;
         if words <= 8 && has_vpopcntdq() {
             // SAFETY: AVX-512F and VPOPCNTDQ are present (checked at run time); at most 8 words.
             return unsafe { weighted_popcount_vpopcntdq(planes, code, words) };
         }
-        static POPCNT: OnceLock<bool> = OnceLock::new();
-        if *POPCNT.get_or_init(|| is_x86_feature_detected!("popcnt")) {
+        if crate::cpu::detected().popcnt {
             // SAFETY: the CPU has POPCNT (checked at run time).
             return unsafe { weighted_popcount_hw(planes, code, words) };
         }
@@ -453,6 +532,7 @@ unsafe fn weighted_popcount_hw(planes: &[u64], code: &[u8], words: usize) -> u32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::vector::dot;
 
     #[test]
     fn popcount_kernels_agree() {
@@ -473,7 +553,7 @@ mod tests {
     /// running threshold.
     #[test]
     fn blocked_scan_matches_per_code_estimates() {
-        use super::super::metric::Metric;
+        use crate::index::metric::Metric;
         let mut rng = Rng::new(11);
         for d in [20usize, 64, 100, 128, 384, 700] {
             let b = Binary::new(d, 3);

@@ -2,8 +2,12 @@
 //! each (k-means per sub-space). A query becomes an `m × 256` table of sub-inner-products; a code
 //! costs `m` table look-ups.
 
-use super::kmeans;
-use super::metric::dot;
+use super::{ListCodec, ListScan};
+use crate::index::io::{Reader, Writer};
+use crate::index::ivf::list::Layout;
+use crate::index::kmeans;
+use crate::index::topk::TopK;
+use crate::simd::vector::kernels;
 use crate::{Error, Result};
 
 /// Trained product-quantizer codebooks (`nbits` = 8 here, 4 for fast-scan).
@@ -84,17 +88,84 @@ impl Pq {
 
     /// The `[m, ksub]` table of `<q_j, centroid_jc>`.
     pub fn lut(&self, q: &[f32]) -> Vec<f32> {
+        let k = kernels();
         let mut t = Vec::with_capacity(self.m * self.ksub);
         for j in 0..self.m {
             let qs = &q[j * self.dsub..(j + 1) * self.dsub];
             for c in 0..self.ksub {
-                t.push(dot(
+                t.push(k.dot(
                     qs,
                     &self.codebooks[(j * self.ksub + c) * self.dsub..(j * self.ksub + c + 1) * self.dsub],
                 ));
             }
         }
         t
+    }
+
+    /// Codebooks of `m` sub-quantizers with `ksub` centroids each, as `save` wrote them.
+    pub fn load(r: &Reader, dim: usize, m: usize, ksub: usize) -> Result<Self> {
+        let codebooks = r
+            .array::<f32>("pq_codebooks", Some(ksub * dim))?
+            .as_slice()
+            .to_vec();
+        Ok(Pq {
+            m,
+            dsub: dim / m,
+            ksub,
+            codebooks,
+        })
+    }
+
+    /// Write the codebooks (`[m, ksub, dim / m]`).
+    pub fn save_codebooks<'a>(&'a self, w: &mut Writer<'a>) {
+        w.add(
+            "pq_codebooks",
+            vec![self.m, self.ksub, self.dsub],
+            &self.codebooks,
+        );
+    }
+}
+
+/// 8-bit PQ: a query is an `m × 256` table; an entry costs `m` look-ups.
+impl ListCodec for Pq {
+    type Query = Vec<f32>;
+
+    fn layout(&self, _dim: usize) -> Layout {
+        Layout {
+            code_size: self.m,
+            ..Layout::default()
+        }
+    }
+
+    fn encode(&self, x: &[f32], code: &mut [u8], _aux: &mut [f32]) {
+        Pq::encode(self, x, code)
+    }
+
+    fn decode(&self, code: &[u8], out: &mut [f32]) {
+        Pq::decode(self, code, out)
+    }
+
+    fn prepare(&self, q: &[f32]) -> Vec<f32> {
+        self.lut(q)
+    }
+
+    fn scan(&self, lut: &Vec<f32>, s: &ListScan, top: &mut TopK) {
+        for (pos, code) in s.list.codes.as_slice().chunks_exact(s.lay.code_size).enumerate() {
+            s.offer(top, s.score(s.base + lut_ip8(lut, code), pos), pos);
+        }
+    }
+
+    fn estimate(&self, lut: &Vec<f32>, s: &ListScan, pos: usize, code: &mut Vec<u8>) -> (f32, f32) {
+        s.list.code(s.lay, pos, code);
+        (lut_ip8(lut, code), 0.0)
+    }
+
+    fn param_bytes(&self) -> usize {
+        4 * self.codebooks.len()
+    }
+
+    fn save<'a>(&'a self, w: &mut Writer<'a>, _dim: usize) {
+        self.save_codebooks(w)
     }
 }
 
@@ -122,6 +193,7 @@ pub fn lut_ip8(lut: &[f32], code: &[u8]) -> f32 {
 mod tests {
     use super::*;
     use crate::index::kmeans::Rng;
+    use crate::simd::vector::dot;
 
     #[test]
     fn lut_matches_decoded_dot() {

@@ -19,10 +19,10 @@
 //! back to the full scan.
 
 use super::coarse::Centroids;
-use super::flat::ip_matrix;
-use super::metric::Metric;
-use super::rowdot::{dot_as_rows, dots_f32};
-use super::topk::TopK;
+use crate::index::codec::flat::ip_matrix;
+use crate::index::metric::Metric;
+use crate::index::topk::TopK;
+use crate::simd::rowdot::{dot_as_rows, dots_f32};
 
 /// Subspace sizes tried, smallest first.
 const RANKS: [usize; 3] = [16, 32, 64];
@@ -445,7 +445,7 @@ fn jacobi_eigen(a: &mut [f64], r: usize) -> (Vec<f64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::metric::dot;
+    use crate::simd::vector::dot;
 
     struct Rng(u64);
     impl Rng {

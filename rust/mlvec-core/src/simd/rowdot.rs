@@ -5,8 +5,8 @@
 //! sixteen rows are accumulated side by side in sixteen AVX-512 registers and folded together by
 //! one transpose-and-add tree, which costs about three instructions per row instead of a dozen.
 
-use super::metric::{dot, dot_u8};
-use crate::simd::{detect, Isa};
+use super::vector::kernels;
+use super::{detect, Isa};
 
 /// Rows accumulated side by side.
 pub const ROWS: usize = 16;
@@ -21,8 +21,9 @@ pub fn dots_f32(q: &[f32], rows: &[f32], out: &mut [f32]) {
         unsafe { avx512::dots_f32(q, rows, out) };
         return;
     }
+    let k = kernels();
     for (o, row) in out.iter_mut().zip(rows.chunks_exact(d.max(1))) {
-        *o = dot(q, row);
+        *o = k.dot(q, row);
     }
 }
 
@@ -37,7 +38,7 @@ pub fn dot_as_rows(q: &[f32], row: &[f32]) -> f32 {
         unsafe { avx512::dots_f32(q, row, &mut out) };
         return out[0];
     }
-    dot(q, row)
+    kernels().dot(q, row)
 }
 
 /// `out[r] = <w, codes[r * d..(r + 1) * d]>` (codes widened to float) for `out.len()` rows.
@@ -50,8 +51,9 @@ pub fn dots_u8(w: &[f32], codes: &[u8], out: &mut [f32]) {
         unsafe { avx512::dots_u8(w, codes, out) };
         return;
     }
+    let k = kernels();
     for (o, code) in out.iter_mut().zip(codes.chunks_exact(d.max(1))) {
-        *o = dot_u8(w, code);
+        *o = k.dot_u8(w, code);
     }
 }
 

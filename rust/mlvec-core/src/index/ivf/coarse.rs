@@ -4,9 +4,9 @@
 //! the search, so the metric's score is computed in a loop of its own and the top-k selection
 //! tests the running threshold inline (almost every list loses and costs one compare).
 
-use super::metric::Metric;
-use super::rowdot::dots_f32;
-use super::topk::TopK;
+use crate::index::metric::Metric;
+use crate::index::topk::TopK;
+use crate::simd::rowdot::dots_f32;
 
 /// `keys[l] = metric.from_ip(ip[l], qn2, cnorm[l])`, the match hoisted out of the loop.
 fn keys_into(metric: Metric, ip: &[f32], qn2: f32, cnorm: &[f32], keys: &mut Vec<f32>) {
