@@ -22,10 +22,12 @@ What each argument means here:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 _DIST_IMPLS = {None: None, "gather": "all_gather", "reduce": "all_gather", "bidir": "ring", "shift": "ring"}
 # A raw log-scale parameter (CLIP initialises it to log(1/0.07) = 2.66, SigLIP to log(10) = 2.30)
@@ -106,3 +108,33 @@ def warn_if_log_scale(logit_scale: Any, features: torch.Tensor, loss: str) -> No
             UserWarning,
             stacklevel=3,
         )
+
+
+class OpenClipLoss(nn.Module):
+    """What ``ClipLoss`` and ``SigLipLoss`` share: open_clip's ``forward(image_features,
+    text_features, logit_scale, logit_bias=None, output_dict=False)`` over a loss function, with
+    the process group, strategy and tile size set once and the ranks checked at each call."""
+
+    def __init__(self, loss: Callable[..., torch.Tensor], ranks: RankCheck, group: Any, strategy: str,
+                 tile_size: int | None, **options: Any):  # fmt: skip
+        super().__init__()
+        self._loss, self._ranks, self._options = loss, ranks, options
+        self.group, self.strategy, self.tile_size = group, strategy, tile_size
+
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor | float,
+        logit_bias: torch.Tensor | float | None = None,
+        output_dict: bool = False,
+        *,
+        labels: torch.Tensor | None = None,
+        positives: torch.Tensor | list | None = None,
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        self._ranks.check(self.group)
+        loss = self._loss(
+            image_features, text_features, logit_scale, logit_bias, labels=labels, positives=positives,
+            group=self.group, strategy=self.strategy, tile_size=self.tile_size, **self._options,
+        )  # fmt: skip
+        return {"contrastive_loss": loss} if output_dict else loss

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from mlvec.losses._common import check_features, run
-from mlvec.losses._openclip import open_clip_arguments, warn_if_log_scale
+from mlvec.losses._openclip import OpenClipLoss, open_clip_arguments, warn_if_log_scale
 from mlvec.losses._scorers import DenseScorer
 
 
@@ -102,7 +101,7 @@ def clip_loss(
     )
 
 
-class ClipLoss(nn.Module):
+class ClipLoss(OpenClipLoss):
     """Module form of :func:`clip_loss`, a drop-in for ``open_clip.loss.ClipLoss``.
 
     ``forward(image_features, text_features, logit_scale, logit_bias=None, output_dict=False)``
@@ -136,40 +135,9 @@ class ClipLoss(nn.Module):
         strategy: str | None = None,
         tile_size: int | None = None,
     ):
-        super().__init__()
-        self._ranks, strategy = open_clip_arguments(
+        ranks, strategy = open_clip_arguments(
             local_loss=local_loss, gather_with_grad=gather_with_grad, cache_labels=cache_labels, rank=rank,
             world_size=world_size, use_horovod=use_horovod, strategy=strategy,
         )  # fmt: skip
-        self.symmetric = symmetric
-        self.label_smoothing = label_smoothing
-        self.group = group
-        self.strategy = strategy
-        self.tile_size = tile_size
-
-    def forward(
-        self,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        logit_scale: torch.Tensor | float,
-        logit_bias: torch.Tensor | float | None = None,
-        output_dict: bool = False,
-        *,
-        labels: torch.Tensor | None = None,
-        positives: torch.Tensor | list | None = None,
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        self._ranks.check(self.group)
-        loss = clip_loss(
-            image_features,
-            text_features,
-            logit_scale,
-            logit_bias,
-            labels=labels,
-            positives=positives,
-            symmetric=self.symmetric,
-            label_smoothing=self.label_smoothing,
-            group=self.group,
-            strategy=self.strategy,
-            tile_size=self.tile_size,
-        )
-        return {"contrastive_loss": loss} if output_dict else loss
+        super().__init__(clip_loss, ranks, group, strategy, tile_size, symmetric=symmetric,
+                         label_smoothing=label_smoothing)  # fmt: skip

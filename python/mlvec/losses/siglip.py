@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from mlvec.losses._common import run
-from mlvec.losses._openclip import open_clip_arguments, warn_if_log_scale
+from mlvec.losses._openclip import OpenClipLoss, open_clip_arguments, warn_if_log_scale
 from mlvec.losses._scorers import DenseScorer
 from mlvec.losses.clip import _dense_inputs
 
@@ -70,7 +69,7 @@ def siglip_loss(
     )
 
 
-class SigLipLoss(nn.Module):
+class SigLipLoss(OpenClipLoss):
     """Module form of :func:`siglip_loss`, a drop-in for ``open_clip.loss.SigLipLoss``.
 
     ``forward(image_features, text_features, logit_scale, logit_bias, output_dict=False)`` as in
@@ -98,37 +97,9 @@ class SigLipLoss(nn.Module):
         strategy: str | None = None,
         tile_size: int | None = None,
     ):
-        super().__init__()
         del bidir  # open_clip's two-way neighbour exchange; every strategy here gives the exact loss
-        self._ranks, strategy = open_clip_arguments(
+        ranks, strategy = open_clip_arguments(
             local_loss=False, gather_with_grad=True, cache_labels=cache_labels, rank=rank, world_size=world_size,
             use_horovod=use_horovod, strategy=strategy, dist_impl=dist_impl,
         )  # fmt: skip
-        self.group = group
-        self.strategy = strategy
-        self.tile_size = tile_size
-
-    def forward(
-        self,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        logit_scale: torch.Tensor | float,
-        logit_bias: torch.Tensor | float | None = None,
-        output_dict: bool = False,
-        *,
-        labels: torch.Tensor | None = None,
-        positives: torch.Tensor | list | None = None,
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        self._ranks.check(self.group)
-        loss = siglip_loss(
-            image_features,
-            text_features,
-            logit_scale,
-            logit_bias,
-            labels=labels,
-            positives=positives,
-            group=self.group,
-            strategy=self.strategy,
-            tile_size=self.tile_size,
-        )
-        return {"contrastive_loss": loss} if output_dict else loss
+        super().__init__(siglip_loss, ranks, group, strategy, tile_size)
